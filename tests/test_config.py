@@ -1,0 +1,91 @@
+"""Config: YAML + overrides in a fixed order, typed validation with errors naming the key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tfbert.config import ExperimentConfig, config_from_dict, load_config, parse_override
+from tfbert.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_follow_hugging_face_names():
+    config = ExperimentConfig()
+    assert config.optimizer.learning_rate == 5e-5
+    assert config.training.per_device_train_batch_size == 32
+    assert config.training.gradient_accumulation_steps == 1
+    assert config.data.max_seq_length == 128
+
+
+def test_yaml_then_overrides_in_order(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("optimizer:\n  learning_rate: 1.0e-4\ntraining:\n  seed: 7\n")
+    config = load_config(path, ["optimizer.learning_rate=3e-5", "optimizer.learning_rate=2e-5",
+                                "data.column_names=[label, text]", "training.load_best_model_at_end=false"])
+    assert config.optimizer.learning_rate == pytest.approx(2e-5)  # last override wins
+    assert config.training.seed == 7  # from YAML
+    assert config.data.column_names == ["label", "text"]
+    assert config.training.load_best_model_at_end is False
+
+
+@pytest.mark.parametrize("text,value", [("a.b=3e-5", 3e-5), ("a.b=32", 32), ("a.b=true", True),
+                                        ("a.b=null", None), ("a.b=[1, 2]", [1, 2]), ("a.b=x=y", "x=y")])
+def test_parse_override_values(text, value):
+    assert parse_override(text) == ("a.b", value)
+
+
+def test_unknown_key_names_key_and_suggests(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'optimizer.lerning_rate'.*did you mean 'learning_rate'"):
+        load_config(None, ["optimizer.lerning_rate=1e-4"])
+    path = tmp_path / "bad.yaml"
+    path.write_text("trainig:\n  seed: 1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'trainig'.*did you mean 'training'"):
+        load_config(path)
+
+
+def test_literal_values_list_allowed():
+    with pytest.raises(ConfigError, match=r"'precision.policy'.*'float16'.*'float32', 'mixed_float16', 'mixed_bfloat16'"):
+        load_config(None, ["precision.policy=float16"])
+
+
+@pytest.mark.parametrize("override,key", [
+    ("training.per_device_train_batch_size=0", "training.per_device_train_batch_size"),
+    ("training.per_device_train_batch_size=abc", "training.per_device_train_batch_size"),
+    ("optimizer.warmup_ratio=1.5", "optimizer.warmup_ratio"),
+    ("training.gradient_accumulation_steps=0", "training.gradient_accumulation_steps"),
+    ("data.validation_split=1.2", "data.validation_split"),
+    ("training.freeze=bottom", "training.freeze_layers"),
+    ("data.has_header=false", "data.column_names"),
+    ("training.load_best_model_at_end=maybe", "training.load_best_model_at_end"),
+    ("data.bucket_boundaries=[64, 32]", "data.bucket_boundaries"),
+    ("training.metric_for_best_model=val_f1", "training.metric_for_best_model"),
+])
+def test_invalid_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(None, [override])
+
+
+def test_adam_with_weight_decay_is_rejected():
+    with pytest.raises(ConfigError, match="optimizer.weight_decay"):
+        load_config(None, ["optimizer.name=adam", "optimizer.weight_decay=0.01"])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_round_trip_through_dict():
+    config = load_config(None, ["training.seed=3", "data.labels=[a, b]"])
+    assert config_from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    load_config(path)

@@ -1,0 +1,1 @@
+"""tfbert: fine-tune BERT-family models with TensorFlow/Keras."""

@@ -1,0 +1,1 @@
+"""Command-line front ends (also installed as `tfbert-train`, `tfbert-evaluate`, ...)."""

@@ -1,0 +1,32 @@
+"""`tools/train.py --config X.yaml [--set key=value ...] [--strategy default]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tfbert.cli import common
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tfbert.distribute import STRATEGIES
+
+    parser = argparse.ArgumentParser(prog="tfbert-train", description="Fine-tune a BERT-family model.")
+    common.add_config_args(parser)
+    parser.add_argument("--strategy", default="default", choices=STRATEGIES,
+                        help="tf.distribute strategy (default: one device)")
+    args = parser.parse_args(argv)
+    common.quiet_libraries()
+    from tfbert.config import load_config
+    from tfbert.training.trainer import train
+
+    config = load_config(args.config, args.overrides)
+    train(config, args.strategy)
+    return 0
+
+
+def entry() -> None:
+    sys.exit(common.run(main))
+
+
+if __name__ == "__main__":
+    entry()

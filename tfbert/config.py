@@ -1,0 +1,303 @@
+"""Typed experiment config: dataclasses, YAML loading, ``--set`` overrides, validation.
+
+Overrides apply in a fixed order: dataclass defaults, then the YAML file, then each
+``--set key=value`` in the order given, then validation of the whole tree. Field names follow
+Hugging Face ``TrainingArguments`` where one exists.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from tfbert.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Which pretrained backbone and how the task head reads it."""
+
+    name_or_path: str = "bundled:all-MiniLM-L6-v2"
+    pooling: Literal["cls", "pooler", "mean"] = "cls"
+    classifier_dropout: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and how they are tokenized and batched."""
+
+    train_file: Optional[str] = None
+    validation_file: Optional[str] = None
+    test_file: Optional[str] = None
+    format: Literal["auto", "csv", "tsv", "json", "jsonl"] = "auto"
+    has_header: bool = True
+    column_names: Optional[list[str]] = None
+    text_column: str = "text"
+    text_pair_column: Optional[str] = None
+    label_column: str = "label"
+    labels: Optional[list[str]] = None
+    validation_split: float = 0.0
+    test_split: float = 0.0
+    max_seq_length: int = 128
+    padding: Literal["bucket", "dynamic", "max_length"] = "bucket"
+    bucket_boundaries: Optional[list[int]] = None
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class TaskConfig:
+    """What is predicted."""
+
+    type: Literal["sequence_classification"] = "sequence_classification"
+    num_labels: Optional[int] = None
+
+
+@dataclass
+class OptimizerConfig:
+    """Optimizer, learning-rate schedule and gradient clipping."""
+
+    name: Literal["adamw", "adam"] = "adamw"
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    lr_scheduler_type: Literal["linear", "polynomial", "constant"] = "linear"
+    power: float = 1.0
+    lr_end: float = 0.0
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: Optional[float] = 1.0
+
+
+@dataclass
+class PrecisionConfig:
+    """Keras mixed-precision policy; the head's output is always float32."""
+
+    policy: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+
+
+@dataclass
+class TrainingConfig:
+    """The training loop: epochs, batch sizes, freezing, checkpoints, logging."""
+
+    output_dir: str = "runs/experiment"
+    overwrite_output_dir: bool = False
+    num_train_epochs: float = 3.0
+    per_device_train_batch_size: int = 32
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    seed: int = 42
+    freeze: Literal["none", "bottom", "backbone"] = "none"
+    freeze_layers: int = 0
+    steps_per_execution: int = 1
+    save_total_limit: int = 2
+    load_best_model_at_end: bool = True
+    metric_for_best_model: Literal["val_accuracy", "val_macro_f1", "val_loss", "accuracy", "loss"] = "val_accuracy"
+    early_stopping_patience: Optional[int] = None
+    tensorboard: bool = True
+    verbose: int = 2
+
+
+@dataclass
+class ExportConfig:
+    """The SavedModel written at the end of training."""
+
+    at_end: bool = True
+    dir_name: str = "saved_model"
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole config tree."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against `annotation`, converting where YAML is loose (int for float)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"config key {key!r}: {value!r} is not allowed; expected one of {allowed}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _unknown_key(key: str, valid: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}; valid keys here: {', '.join(valid)}")
+
+
+def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config key {prefix.rstrip('.') or '<root>'!r}: expected a mapping, got {values!r}")
+    types = _field_types(type(obj))
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in types:
+            raise _unknown_key(key, list(types))
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, key + ".")
+        else:
+            setattr(obj, name, _coerce(value, types[name], key))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value`` and parse the value as YAML (so ``3e-5``, ``true``, ``[1, 2]`` work)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. optimizer.learning_rate=3e-5")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML 1.1 reads 3e-5 as a string; numbers in scientific notation are common here.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value.lower() for c in "e.") else value
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    out: Any = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Defaults, then the YAML at `path`, then `overrides` (``key=value``), then validation."""
+    config = ExperimentConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        _apply(config, values)
+    apply_overrides(config, overrides or [])
+    validate(config)
+    return config
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> None:
+    """Apply ``key=value`` strings in order (validate afterwards)."""
+    for text in overrides:
+        key, value = parse_override(text)
+        _apply(config, _nest(key, value))
+
+
+def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
+    """Build and validate a config from a nested dict (e.g. one saved next to a model)."""
+    config = ExperimentConfig()
+    _apply(config, values)
+    validate(config)
+    return config
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"config key {key!r}: {message}")
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Reject impossible values up front, naming the key."""
+    d, o, t = config.data, config.optimizer, config.training
+    _require(d.max_seq_length >= 8, "data.max_seq_length", f"must be >= 8, got {d.max_seq_length}")
+    _require(0.0 <= d.validation_split < 1.0, "data.validation_split", "must be in [0, 1)")
+    _require(0.0 <= d.test_split < 1.0, "data.test_split", "must be in [0, 1)")
+    _require(d.validation_split + d.test_split < 1.0, "data.test_split", "validation_split + test_split must be < 1")
+    _require(d.has_header or bool(d.column_names), "data.column_names",
+             "files without a header (data.has_header: false) need column_names")
+    if d.bucket_boundaries:
+        b = d.bucket_boundaries
+        _require(all(x < y for x, y in zip(b, b[1:])) and b[0] > 0, "data.bucket_boundaries",
+                 "must be increasing positive lengths")
+        _require(b[-1] <= d.max_seq_length, "data.bucket_boundaries", "must not exceed data.max_seq_length")
+    if d.labels is not None:
+        _require(len(set(d.labels)) == len(d.labels) and len(d.labels) >= 2, "data.labels",
+                 "must list at least two distinct labels")
+    if config.task.num_labels is not None:
+        _require(config.task.num_labels >= 2, "task.num_labels", "must be >= 2")
+        if d.labels is not None:
+            _require(len(d.labels) == config.task.num_labels, "task.num_labels",
+                     f"{config.task.num_labels} disagrees with data.labels ({len(d.labels)} labels)")
+    _require(0.0 <= config.model.classifier_dropout < 1.0, "model.classifier_dropout", "must be in [0, 1)")
+    _require(o.learning_rate > 0, "optimizer.learning_rate", "must be > 0")
+    _require(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
+    _require(0.0 <= o.warmup_ratio < 1.0, "optimizer.warmup_ratio", "must be in [0, 1)")
+    _require(o.warmup_steps >= 0, "optimizer.warmup_steps", "must be >= 0")
+    _require(not (o.warmup_steps and o.warmup_ratio), "optimizer.warmup_steps",
+             "set warmup_steps or warmup_ratio, not both")
+    _require(o.max_grad_norm is None or o.max_grad_norm > 0, "optimizer.max_grad_norm", "must be > 0 or null")
+    _require(o.name == "adamw" or o.weight_decay == 0, "optimizer.weight_decay",
+             "plain Adam has no decoupled weight decay; use optimizer.name: adamw")
+    _require(t.num_train_epochs > 0, "training.num_train_epochs", "must be > 0")
+    _require(t.per_device_train_batch_size >= 1, "training.per_device_train_batch_size", "must be >= 1")
+    _require(t.per_device_eval_batch_size >= 1, "training.per_device_eval_batch_size", "must be >= 1")
+    _require(t.gradient_accumulation_steps >= 1, "training.gradient_accumulation_steps", "must be >= 1")
+    _require(t.steps_per_execution >= 1, "training.steps_per_execution", "must be >= 1")
+    _require(t.save_total_limit >= 1, "training.save_total_limit", "must be >= 1")
+    _require(t.freeze_layers >= 0, "training.freeze_layers", "must be >= 0")
+    _require(t.freeze != "bottom" or t.freeze_layers > 0, "training.freeze_layers",
+             "training.freeze: bottom needs freeze_layers > 0")
+    _require(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
+             "training.early_stopping_patience", "must be >= 1 or null")

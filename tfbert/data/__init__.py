@@ -1,0 +1,1 @@
+"""Loading, validating, tokenizing and batching data."""

@@ -1,0 +1,91 @@
+"""Sequence-classification data: files -> validated rows -> label ids -> tokenized splits."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from tfbert.config import DataConfig
+from tfbert.data.encoding import EncodedSplit, tokenize_split
+from tfbert.data.labels import encode_labels, infer_label_names
+from tfbert.data.readers import check_texts, read_table, require_columns
+from tfbert.data.splits import stratified_split
+from tfbert.errors import DataError
+
+
+@dataclass
+class ClassificationData:
+    """Tokenized train/validation/test splits, the label names (index = id) and raw texts."""
+
+    label_names: list[str]
+    splits: dict[str, EncodedSplit] = field(default_factory=dict)
+    texts: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+
+def _text_columns(config: DataConfig) -> list[str]:
+    return [config.text_column] + ([config.text_pair_column] if config.text_pair_column else [])
+
+
+def _read_split(path: str, config: DataConfig, with_labels: bool):
+    dataset = read_table(path, config)
+    columns = _text_columns(config) + ([config.label_column] if with_labels else [])
+    require_columns(dataset, columns, path)
+    dataset = dataset.select_columns(columns)
+    check_texts(dataset, _text_columns(config), path)
+    return dataset
+
+
+def load_classification_data(
+    config: DataConfig, tokenizer, seed: int, label_names: Optional[list[str]] = None
+) -> ClassificationData:
+    """Read the configured files, map labels, split if asked, tokenize each split once.
+
+    `label_names` (e.g. from a trained model) fixes the label order; otherwise ``data.labels``
+    or the sorted labels of the training file are used.
+    """
+    if not config.train_file and not config.test_file and not config.validation_file:
+        raise DataError("config key 'data.train_file': no data files configured")
+    rows: dict[str, tuple] = {}
+    names = label_names or config.labels
+    if config.train_file:
+        train = _read_split(config.train_file, config, with_labels=True)
+        if names is None:
+            names = infer_label_names(train[config.label_column])
+            if len(names) < 2:
+                raise DataError(f"{config.train_file}: column {config.label_column!r} has only one label {names}")
+        ids = encode_labels(train[config.label_column], {n: i for i, n in enumerate(names)},
+                            config.train_file, config.label_column)
+        rows["train"] = (train, ids, config.train_file)
+    label2id = {n: i for i, n in enumerate(names or [])}
+    for split, path in (("validation", config.validation_file), ("test", config.test_file)):
+        if path:
+            if not label2id:
+                raise DataError(f"{path}: labels unknown; set data.labels or data.train_file")
+            dataset = _read_split(path, config, with_labels=True)
+            rows[split] = (dataset, encode_labels(dataset[config.label_column], label2id, path,
+                                                  config.label_column), path)
+
+    for split, fraction in (("test", config.test_split), ("validation", config.validation_split)):
+        if fraction and split not in rows:
+            if "train" not in rows:
+                raise DataError(f"config key 'data.{split}_split': needs data.train_file to split from")
+            train, ids, path = rows["train"]
+            # Fractions are of the whole file, so validation_split 0.1 + test_split 0.2 leaves 70%.
+            relative = fraction / (1.0 - (config.test_split if split == "validation" else 0.0))
+            kept, held, kept_ids, held_ids = stratified_split(train, ids, relative, seed, split)
+            rows["train"] = (kept, kept_ids, path)
+            rows[split] = (held, held_ids, f"{path} ({split} split)")
+
+    data = ClassificationData(label_names=list(names or []))
+    for split, (dataset, ids, _) in rows.items():
+        data.texts[split] = [dataset[c] for c in _text_columns(config)]
+        data.splits[split] = tokenize_split(
+            dataset, tokenizer, config.text_column, config.text_pair_column, config.max_seq_length, ids
+        )
+    return data

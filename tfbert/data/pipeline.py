@@ -1,0 +1,113 @@
+"""Build `tf.data` pipelines from tokenized splits: where a batch is padded and assembled.
+
+Three padding modes:
+- ``bucket`` (default): examples are grouped by length and each batch is padded to its bucket's
+  boundary. Few distinct shapes, so Keras' ``reduce_retracing`` train function never retraces
+  per batch, and little compute is spent on padding (SST-2 averages 13 tokens).
+- ``dynamic``: each batch is padded to its longest example.
+- ``max_length``: every batch is padded to ``max_seq_length`` (static shapes for TPU/IPU),
+  usually with ``drop_remainder``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfbert.data.encoding import EncodedSplit
+
+_DEFAULT_BOUNDARIES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def default_bucket_boundaries(max_seq_length: int) -> list[int]:
+    """Padded lengths: a short geometric ladder up to `max_seq_length` (always included)."""
+    return [b for b in _DEFAULT_BOUNDARIES if b < max_seq_length] + [max_seq_length]
+
+
+def _element_dataset(split: EncodedSplit) -> tf.data.Dataset:
+    features = {
+        name: tf.RaggedTensor.from_row_splits(values, splits, validate=False)
+        for name, (values, splits) in split.features.items()
+    }
+    if split.labels is None:
+        return tf.data.Dataset.from_tensor_slices(features)
+    return tf.data.Dataset.from_tensor_slices((features, split.labels))
+
+
+def _add_attention_mask(example, *label):
+    features = dict(example)
+    features["attention_mask"] = tf.ones_like(features["input_ids"])
+    return (features, *label) if label else features
+
+
+def make_dataset(
+    split: EncodedSplit,
+    batch_size: int,
+    padding: str = "bucket",
+    max_seq_length: int = 128,
+    pad_token_id: int = 0,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_remainder: bool = False,
+    bucket_boundaries: Optional[list[int]] = None,
+) -> tf.data.Dataset:
+    """A batched, padded, prefetched `tf.data.Dataset` of ``(features, labels)``."""
+    dataset = _element_dataset(split)
+    if shuffle:
+        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(_add_attention_mask, num_parallel_calls=tf.data.AUTOTUNE)
+    names = list(split.features) + ["attention_mask"]
+    pad_values = {n: tf.constant(pad_token_id if n == "input_ids" else 0, tf.int32) for n in names}
+    has_labels = split.labels is not None
+    padding_values = (pad_values, tf.constant(0, tf.int32)) if has_labels else pad_values
+
+    if padding == "bucket":
+        boundaries = list(bucket_boundaries or default_bucket_boundaries(max_seq_length))
+        # bucket_by_sequence_length pads bucket i to boundaries[i] - 1, so shift by one.
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda x, *_: tf.shape(x["input_ids"])[0],
+            bucket_boundaries=[b + 1 for b in boundaries],
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padding_values=padding_values,
+            pad_to_bucket_boundary=True,
+            drop_remainder=drop_remainder,
+        )
+    elif padding == "dynamic":
+        dataset = dataset.padded_batch(batch_size, padding_values=padding_values, drop_remainder=drop_remainder)
+    elif padding == "max_length":
+        shapes = {n: [max_seq_length] for n in names}
+        dataset = dataset.padded_batch(
+            batch_size,
+            padded_shapes=(shapes, []) if has_labels else shapes,
+            padding_values=padding_values,
+            drop_remainder=drop_remainder,
+        )
+    else:
+        raise ValueError(f"unknown padding mode {padding!r}")
+
+    options = tf.data.Options()
+    options.deterministic = True
+    # With autotune on, fit sometimes stalled 5-37 s in tf.data's iterator destructor after the
+    # last batch on these machines (shared/STACK-NOTES.md); a fixed prefetch avoids it.
+    options.autotune.enabled = False
+    return dataset.with_options(options).prefetch(2)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one epoch if batches were cut in order (bucketing adds at most one per bucket)."""
+    return num_examples // batch_size if drop_remainder else math.ceil(num_examples / batch_size)
+
+
+def padding_stats(split: EncodedSplit, batch_size: int, padding: str, max_seq_length: int,
+                  bucket_boundaries: Optional[list[int]] = None) -> dict[str, float]:
+    """Real vs padded tokens for one pass (used by the benchmark and the model card)."""
+    dataset = make_dataset(split, batch_size, padding, max_seq_length, bucket_boundaries=bucket_boundaries)
+    real = padded = 0
+    for batch in dataset:
+        features = batch[0] if isinstance(batch, tuple) else batch
+        mask = features["attention_mask"].numpy()
+        real += int(mask.sum())
+        padded += int(mask.size)
+    return {"real_tokens": real, "padded_tokens": padded, "padding_efficiency": real / max(padded, 1)}

@@ -1,0 +1,199 @@
+"""Build everything a run needs from a config: tokenizer, data, model, optimizer, callbacks.
+
+This is the library entry point: `build_experiment(config)` returns a compiled Keras model and
+`tf.data` datasets, so a user can call ``model.fit`` in their own script (see ``examples/``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tfbert.config import ExperimentConfig
+from tfbert.data.classification import ClassificationData, load_classification_data
+from tfbert.data.encoding import EncodedSplit
+from tfbert.data.pipeline import make_dataset
+from tfbert.errors import ConfigError
+from tfbert.evaluation.classification import classification_metrics, softmax_cross_entropy
+from tfbert.evaluation.predict import predict_logits
+from tfbert.modeling.classifier import build_sequence_classifier
+from tfbert.modeling.freezing import apply_freezing
+from tfbert.modeling.task_model import TaskModel
+from tfbert.pretrained import load_backbone, load_tokenizer
+from tfbert.training import callbacks as tfbert_callbacks
+from tfbert.training.batch_plan import BatchPlan
+from tfbert.training.optimization import make_optimizer
+from tfbert.training.precision import set_precision
+from tfbert.training.seed import set_seed
+
+
+@dataclass
+class Experiment:
+    """A ready-to-fit run: compiled `model`, `tf.data` splits, tokenizer and label names."""
+
+    config: ExperimentConfig
+    model: TaskModel
+    tokenizer: object
+    data: ClassificationData
+    plan: BatchPlan
+    strategy: tf.distribute.Strategy
+    datasets: dict[str, tf.data.Dataset] = field(default_factory=dict)
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.data.label_names
+
+    @property
+    def train_dataset(self) -> tf.data.Dataset:
+        return self.datasets["train"]
+
+    @property
+    def validation_dataset(self) -> Optional[tf.data.Dataset]:
+        return self.datasets.get("validation")
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.training.output_dir)
+
+    def evaluate_split(self, split: str, model: Optional[tf_keras.Model] = None) -> dict:
+        """Loss, accuracy, per-class P/R/F1, macro F1 and confusion matrix on a split."""
+        encoded = self.data.splits[split]
+        logits = predict_logits(model or self.model, encoded, self.config.training.per_device_eval_batch_size,
+                                self.tokenizer.pad_token_id)
+        report = classification_metrics(encoded.labels, logits.argmax(axis=1), self.label_names)
+        report["loss"] = softmax_cross_entropy(logits, encoded.labels)
+        return report
+
+    def callbacks(self) -> list[tf_keras.callbacks.Callback]:
+        """Validation metrics, checkpoints (last N + best), early stopping, TensorBoard, logs."""
+        t = self.config.training
+        out = self.output_dir
+        monitor = t.metric_for_best_model
+        callbacks: list[tf_keras.callbacks.Callback] = []
+        if "validation" in self.data.splits:
+            def evaluate(model):
+                report = self.evaluate_split("validation", model)
+                return {"loss": report["loss"], "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+            callbacks.append(tfbert_callbacks.ValidationMetrics(evaluate))
+        elif monitor.startswith("val_"):
+            monitor = monitor[len("val_"):]
+        callbacks.append(tfbert_callbacks.CheckpointKeeper(
+            out / "checkpoints", keep=t.save_total_limit, monitor=monitor, restore_best=t.load_best_model_at_end,
+        ))
+        if t.early_stopping_patience:
+            callbacks.append(tf_keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=t.early_stopping_patience, mode=tfbert_callbacks.monitor_mode(monitor),
+            ))
+        if t.tensorboard:
+            callbacks.append(tf_keras.callbacks.TensorBoard(
+                log_dir=str(out / "logs"), write_graph=False, profile_batch=0, update_freq="epoch",
+            ))
+        callbacks.append(tf_keras.callbacks.CSVLogger(str(out / "metrics.csv"), append=True))
+        callbacks.append(tfbert_callbacks.MetricsLog(out / "metrics.jsonl"))
+        return callbacks
+
+    def fit(self, **kwargs) -> tf_keras.callbacks.History:
+        """`model.fit` with the planned epochs and the standard callbacks."""
+        return self.model.fit(
+            self.train_dataset,
+            epochs=self.plan.epochs,
+            steps_per_epoch=self.plan.steps_per_epoch_for_fit,
+            callbacks=kwargs.pop("callbacks", None) or self.callbacks(),
+            verbose=kwargs.pop("verbose", self.config.training.verbose),
+            **kwargs,
+        )
+
+
+def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: bool, pad_token_id: int,
+                       global_batch_size: int, drop_remainder: bool = False) -> tf.data.Dataset:
+    """The `tf.data` pipeline for one split, as the config asks."""
+    d, t = config.data, config.training
+    return make_dataset(
+        split,
+        batch_size=global_batch_size if training else t.per_device_eval_batch_size,
+        padding=d.padding,
+        max_seq_length=d.max_seq_length,
+        pad_token_id=pad_token_id,
+        shuffle=training,
+        seed=t.seed,
+        drop_remainder=drop_remainder,
+        bucket_boundaries=d.bucket_boundaries,
+    )
+
+
+def build_model(config: ExperimentConfig, num_labels: int, input_names: list[str], total_steps: int,
+                pretrained: bool = True) -> TaskModel:
+    """Backbone + head, frozen as configured, compiled with the configured optimizer.
+
+    Call inside the strategy's scope. `pretrained=False` builds the backbone from its config
+    only (for loading fine-tuned weights right after).
+    """
+    from transformers import AutoConfig, TFAutoModel
+
+    from tfbert.pretrained import resolve_model_dir
+
+    if pretrained:
+        backbone = load_backbone(config.model.name_or_path)
+    else:
+        backbone = TFAutoModel.from_config(AutoConfig.from_pretrained(str(resolve_model_dir(config.model.name_or_path))))
+    apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
+    model = build_sequence_classifier(
+        backbone, num_labels, input_names, pooling=config.model.pooling,
+        dropout=config.model.classifier_dropout,
+        gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
+    )
+    compile_model(model, config, total_steps)
+    return model
+
+
+def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: int) -> None:
+    """Optimizer, loss (softmax cross-entropy on float32 logits) and accuracy."""
+    optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16")
+    model.compile(
+        optimizer=optimizer,
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=config.training.steps_per_execution,
+    )
+
+
+def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] = None) -> Experiment:
+    """Seed, set precision, read and tokenize data, build and compile the model in `strategy`'s scope."""
+    set_seed(config.training.seed)
+    set_precision(config.precision.policy)
+    strategy = strategy or tf.distribute.get_strategy()
+    tokenizer = load_tokenizer(config.model.name_or_path)
+    data = load_classification_data(config.data, tokenizer, seed=config.training.seed)
+    if "train" not in data.splits:
+        raise ConfigError("config key 'data.train_file': training needs a training file")
+    num_labels = len(data.label_names)
+    if config.task.num_labels is not None and config.task.num_labels != num_labels:
+        raise ConfigError(
+            f"config key 'task.num_labels': {config.task.num_labels} disagrees with the "
+            f"{num_labels} labels found in {config.data.train_file} ({data.label_names})"
+        )
+    t = config.training
+    drop_remainder = config.data.padding == "max_length"
+    plan = BatchPlan(
+        num_examples=len(data.splits["train"]),
+        per_replica_batch_size=t.per_device_train_batch_size,
+        num_replicas=strategy.num_replicas_in_sync,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        num_train_epochs=t.num_train_epochs,
+        steps_per_execution=t.steps_per_execution,
+        drop_remainder=drop_remainder,
+    )
+    datasets = {
+        name: make_split_dataset(config, split, name == "train", tokenizer.pad_token_id, plan.global_batch_size,
+                                 drop_remainder)
+        for name, split in data.splits.items()
+    }
+    input_names = [n for n in tokenizer.model_input_names if n in data.splits["train"].features] + ["attention_mask"]
+    with strategy.scope():
+        model = build_model(config, num_labels, input_names, plan.total_optimizer_steps)
+    return Experiment(config=config, model=model, tokenizer=tokenizer, data=data, plan=plan,
+                      strategy=strategy, datasets=datasets)

@@ -1,0 +1,1 @@
+"""Keras task models on `transformers` TF backbones."""

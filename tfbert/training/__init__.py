@@ -1,0 +1,1 @@
+"""Optimization, precision, callbacks and the training loop."""
