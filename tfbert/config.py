@@ -176,7 +176,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 
 def _unknown_key(key: str, valid: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1)
+    name = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(name, valid, n=1) or [v for v in valid if name in v]
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(f"unknown config key {key!r}{hint}; valid keys here: {', '.join(valid)}")
 

@@ -23,7 +23,8 @@ from tfbert.evaluation.predict import predict_logits
 from tfbert.modeling.classifier import build_sequence_classifier
 from tfbert.modeling.freezing import apply_freezing
 from tfbert.modeling.task_model import TaskModel
-from tfbert.pretrained import load_backbone, load_tokenizer
+from tfbert.modeling.saving import find_backbone, load_pretrained, read_label_names
+from tfbert.pretrained import is_finetuned_dir, load_backbone, load_tokenizer
 from tfbert.training import callbacks as tfbert_callbacks
 from tfbert.training.batch_plan import BatchPlan
 from tfbert.training.optimization import make_optimizer
@@ -125,27 +126,26 @@ def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: 
     )
 
 
-def build_model(config: ExperimentConfig, num_labels: int, input_names: list[str], total_steps: int,
-                pretrained: bool = True) -> TaskModel:
+def build_model(config: ExperimentConfig, num_labels: int, input_names: list[str], total_steps: int) -> TaskModel:
     """Backbone + head, frozen as configured, compiled with the configured optimizer.
 
-    Call inside the strategy's scope. `pretrained=False` builds the backbone from its config
-    only (for loading fine-tuned weights right after).
+    Call inside the strategy's scope. ``model.name_or_path`` may also be a fine-tuned tfbert
+    model directory, whose weights (head included) are the starting point.
     """
-    from transformers import AutoConfig, TFAutoModel
-
-    from tfbert.pretrained import resolve_model_dir
-
-    if pretrained:
-        backbone = load_backbone(config.model.name_or_path)
+    if is_finetuned_dir(config.model.name_or_path):
+        # Continue fine-tuning a tfbert model: its head comes along, so the labels must agree.
+        model = load_pretrained(config.model.name_or_path, num_labels=num_labels).model
+        model.gradient_accumulation_steps = config.training.gradient_accumulation_steps
+        backbone = find_backbone(model)
+        apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
     else:
-        backbone = TFAutoModel.from_config(AutoConfig.from_pretrained(str(resolve_model_dir(config.model.name_or_path))))
-    apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
-    model = build_sequence_classifier(
-        backbone, num_labels, input_names, pooling=config.model.pooling,
-        dropout=config.model.classifier_dropout,
-        gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
-    )
+        backbone = load_backbone(config.model.name_or_path)
+        apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
+        model = build_sequence_classifier(
+            backbone, num_labels, input_names, pooling=config.model.pooling,
+            dropout=config.model.classifier_dropout,
+            gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
+        )
     compile_model(model, config, total_steps)
     return model
 
@@ -161,13 +161,28 @@ def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: 
     )
 
 
+def _checkpoint_labels(config: ExperimentConfig) -> Optional[list[str]]:
+    """Label names of a fine-tuned starting checkpoint, checked against the config."""
+    if not is_finetuned_dir(config.model.name_or_path):
+        return None
+    names = read_label_names(config.model.name_or_path)
+    where = f"the checkpoint {config.model.name_or_path}"
+    if config.task.num_labels is not None and config.task.num_labels != len(names):
+        raise ConfigError(f"config key 'task.num_labels': {config.task.num_labels} disagrees with "
+                          f"{where} ({len(names)} labels: {names})")
+    if config.data.labels is not None and list(config.data.labels) != names:
+        raise ConfigError(f"config key 'data.labels': {config.data.labels} disagrees with {where} ({names})")
+    return names
+
+
 def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] = None) -> Experiment:
     """Seed, set precision, read and tokenize data, build and compile the model in `strategy`'s scope."""
     set_seed(config.training.seed)
     set_precision(config.precision.policy)
     strategy = strategy or tf.distribute.get_strategy()
     tokenizer = load_tokenizer(config.model.name_or_path)
-    data = load_classification_data(config.data, tokenizer, seed=config.training.seed)
+    data = load_classification_data(config.data, tokenizer, seed=config.training.seed,
+                                    label_names=_checkpoint_labels(config))
     if "train" not in data.splits:
         raise ConfigError("config key 'data.train_file': training needs a training file")
     num_labels = len(data.label_names)

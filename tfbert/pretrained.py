@@ -159,12 +159,20 @@ def load_backbone(name_or_path: str, config_overrides: dict | None = None):
         raise ModelError(f"{weights}: cannot load TF weights ({exc})") from exc
 
 
+def is_finetuned_dir(name_or_path: str) -> bool:
+    """True for a directory written by tfbert's `save_pretrained` (RUN/model)."""
+    return (Path(str(name_or_path)).expanduser() / "tfbert_config.yaml").is_file()
+
+
 def load_tokenizer(name_or_path: str):
     """Load the model's fast tokenizer (a Rust `tokenizers` tokenizer is required)."""
     from transformers import AutoTokenizer
 
-    model_dir = resolve_model_dir(name_or_path)
-    _check_config(model_dir)
+    if is_finetuned_dir(name_or_path):
+        model_dir = Path(str(name_or_path)).expanduser() / "tokenizer"
+    else:
+        model_dir = resolve_model_dir(name_or_path)
+        _check_config(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
     if not tokenizer.is_fast:
         raise ModelError(f"{model_dir}: no fast tokenizer (tokenizer.json) could be built")

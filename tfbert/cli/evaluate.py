@@ -23,13 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     from tfbert.data.classification import load_classification_data
     from tfbert.evaluation.classification import classification_metrics, softmax_cross_entropy
     from tfbert.evaluation.predict import predict_logits
-    from tfbert.modeling.saving import load_pretrained
+    from tfbert.modeling.saving import load_pretrained, read_config
     from tfbert.utils.files import write_json
 
-    loaded = load_pretrained(args.model)
-    config = loaded.config
+    config = read_config(args.model)
     apply_overrides(config, args.overrides)
     validate(config)
+    loaded = load_pretrained(args.model, num_labels=config.task.num_labels)
     data_config = dataclasses.replace(config.data)
     if args.file:
         data_config = dataclasses.replace(data_config, train_file=None, validation_file=None, test_file=args.file,

@@ -24,8 +24,16 @@ def encoder_layers(backbone) -> list:
 
 
 def apply_freezing(backbone, mode: str, num_layers: int = 0) -> None:
-    """Set `trainable` on backbone parts; call before `compile`."""
+    """Set `trainable` on backbone parts; call before `compile`.
+
+    An unused pooler stays frozen (the classifier freezes it when it reads [CLS] or a mean):
+    un-freezing the backbone must not bring back a layer that gets no gradient.
+    """
+    pooler = getattr(_main_layer(backbone), "pooler", None)
+    pooler_trainable = pooler.trainable if pooler is not None else True
     backbone.trainable = True
+    if pooler is not None:
+        pooler.trainable = pooler_trainable
     if mode == "none":
         return
     if mode == "backbone":

@@ -69,6 +69,14 @@ def read_label_names(directory: str | Path) -> list[str]:
     return list(json.loads(path.read_text(encoding="utf-8"))["id2label"])
 
 
+def read_config(directory: str | Path) -> ExperimentConfig:
+    """The experiment config saved with a fine-tuned model."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelError(f"{directory}: not a tfbert model directory (no {CONFIG_FILE})")
+    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
 def load_pretrained(directory: str | Path, num_labels: int | None = None) -> FineTunedModel:
     """Rebuild the Keras model from a model directory and load its weights.
 
@@ -80,15 +88,13 @@ def load_pretrained(directory: str | Path, num_labels: int | None = None) -> Fin
     from tfbert.modeling.classifier import build_sequence_classifier
 
     directory = Path(directory)
-    if not (directory / CONFIG_FILE).is_file():
-        raise ModelError(f"{directory}: not a tfbert model directory (no {CONFIG_FILE})")
+    config = read_config(directory)
     label_names = read_label_names(directory)
     if num_labels is not None and num_labels != len(label_names):
         raise ModelError(
-            f"task.num_labels: {num_labels} disagrees with the checkpoint in {directory} "
+            f"config key 'task.num_labels': {num_labels} disagrees with the checkpoint in {directory} "
             f"({len(label_names)} labels: {label_names})"
         )
-    config = config_from_dict(yaml.safe_load((directory / CONFIG_FILE).read_text(encoding="utf-8")))
     tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"), use_fast=True)
     backbone = TFAutoModel.from_config(AutoConfig.from_pretrained(str(directory / "backbone")))
     input_names = [n for n in tokenizer.model_input_names if n != "attention_mask"] + ["attention_mask"]

@@ -1,0 +1,112 @@
+"""Schedule, optimizers, weight-decay exclusions, clipping, gradient accumulation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from tfbert.config import OptimizerConfig
+from tfbert.modeling.task_model import TaskModel
+from tfbert.training.batch_plan import BatchPlan
+from tfbert.errors import ConfigError
+from tfbert.training.optimization import WarmupPolynomialDecay, make_optimizer, make_schedule
+
+
+def test_linear_warmup_then_linear_decay():
+    schedule = make_schedule(OptimizerConfig(learning_rate=1.0, warmup_ratio=0.1), total_steps=100)
+    values = [float(schedule(s)) for s in (0, 5, 10, 55, 100, 150)]
+    assert values == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0, 0.0])
+
+
+def test_polynomial_power_and_end_rate_and_warmup_steps():
+    config = OptimizerConfig(learning_rate=1.0, lr_scheduler_type="polynomial", power=2.0, lr_end=0.1, warmup_steps=10)
+    schedule = make_schedule(config, total_steps=110)
+    assert float(schedule(60)) == pytest.approx(0.9 * 0.25 + 0.1)
+    assert float(schedule(110)) == pytest.approx(0.1)
+
+
+def test_constant_schedule_and_serialization():
+    schedule = make_schedule(OptimizerConfig(learning_rate=2e-5, lr_scheduler_type="constant", warmup_steps=4), 100)
+    assert float(schedule(2)) == pytest.approx(1e-5) and float(schedule(90)) == pytest.approx(2e-5)
+    again = WarmupPolynomialDecay.from_config(schedule.get_config())
+    assert float(again(2)) == pytest.approx(1e-5)
+
+
+def _toy_variables():
+    return [tf.Variable(np.ones((2, 2), np.float32), name="dense/kernel"),
+            tf.Variable(np.ones(2, np.float32), name="dense/bias"),
+            tf.Variable(np.ones(2, np.float32), name="LayerNorm/gamma")]
+
+
+def test_adamw_skips_layernorm_and_bias():
+    optimizer = make_optimizer(OptimizerConfig(learning_rate=0.1, weight_decay=0.5, lr_scheduler_type="constant"), 10)
+    variables = _toy_variables()
+    optimizer.apply_gradients(zip([tf.zeros_like(v) for v in variables], variables))
+    kernel, bias, gamma = (v.numpy() for v in variables)
+    assert (kernel < 1).all()  # decayed by lr * wd even with zero gradient
+    assert (bias == 1).all() and (gamma == 1).all()
+
+
+def test_adam_betas_epsilon_and_global_clipping():
+    config = OptimizerConfig(name="adam", learning_rate=0.1, adam_beta1=0.8, adam_beta2=0.99, adam_epsilon=1e-6,
+                             max_grad_norm=1.0, lr_scheduler_type="constant")
+    optimizer = make_optimizer(config, 10)
+    assert isinstance(optimizer, tf_keras.optimizers.Adam) and not isinstance(optimizer, tf_keras.optimizers.AdamW)
+    assert optimizer.beta_1 == 0.8 and optimizer.beta_2 == 0.99 and optimizer.epsilon == 1e-6
+    assert optimizer.global_clipnorm == 1.0
+    assert isinstance(make_optimizer(config, 10, mixed_float16=True), tf_keras.mixed_precision.LossScaleOptimizer)
+
+
+def _toy_model(accumulation: int, seed: int = 0) -> TaskModel:
+    tf_keras.utils.set_random_seed(seed)
+    inputs = tf_keras.Input(shape=(4,))
+    hidden = tf_keras.layers.Dense(8, activation="tanh")(inputs)
+    outputs = tf_keras.layers.Dense(3)(hidden)
+    model = TaskModel(inputs=inputs, outputs=outputs, gradient_accumulation_steps=accumulation)
+    return model
+
+
+def _train(accumulation: int, batch_size: int, optimizer, x, y, epochs=1):
+    model = _toy_model(accumulation)
+    model.compile(optimizer=optimizer, loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda: tf_keras.optimizers.SGD(learning_rate=0.5),
+    lambda: make_optimizer(OptimizerConfig(learning_rate=0.01, weight_decay=0.01, warmup_steps=1), 4),
+], ids=["sgd", "adamw-schedule-clipping"])
+def test_accumulation_equals_large_batch(make_opt):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=32)
+    big = _train(1, 16, make_opt(), x, y, epochs=2)        # 4 updates of 16
+    small = _train(4, 4, make_opt(), x, y, epochs=2)       # 4 updates of 4 micro-batches x 4
+    assert big.optimizer.iterations.numpy() == small.optimizer.iterations.numpy() == 4
+    for a, b in zip(big.get_weights(), small.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    untouched = _toy_model(1)
+    assert not np.allclose(untouched.get_weights()[0], big.get_weights()[0])
+
+
+def test_accumulation_applies_only_every_n_micro_batches():
+    x = np.ones((6, 4), np.float32)
+    y = np.zeros(6, np.int64)
+    model = _train(4, 1, tf_keras.optimizers.SGD(0.1), x, y)
+    assert model.optimizer.iterations.numpy() == 1  # 6 micro-batches -> one update, 2 waiting
+
+
+def test_batch_plan_arithmetic_and_errors():
+    plan = BatchPlan(num_examples=1000, per_replica_batch_size=8, num_replicas=2, gradient_accumulation_steps=4,
+                     num_train_epochs=3)
+    assert plan.global_batch_size == 16 and plan.effective_batch_size == 64
+    assert plan.batches_per_epoch == 63 and plan.total_optimizer_steps == 47
+    assert plan.steps_per_epoch_for_fit is None
+    half = BatchPlan(num_examples=100, per_replica_batch_size=10, num_train_epochs=1.5)
+    assert half.epochs == 2 and half.steps_per_epoch_for_fit == 8
+    with pytest.raises(ConfigError, match="larger than the 10 training examples"):
+        BatchPlan(num_examples=10, per_replica_batch_size=32, drop_remainder=True)
+    with pytest.raises(ConfigError, match="steps_per_execution"):
+        BatchPlan(num_examples=10, per_replica_batch_size=5, steps_per_execution=4)
