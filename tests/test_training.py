@@ -107,3 +107,22 @@ def test_refuses_to_overwrite_a_run(tiny_config):
     train(config, log=lambda *_: None)
     with pytest.raises(ConfigError, match="already holds a run"):
         train(config, log=lambda *_: None)
+
+
+def test_library_example_runs(tiny_model_dir, spam_file, tmp_path):
+    """examples/fit_in_your_script.py: a user's own `model.fit` on what tfbert builds."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "example"
+    result = subprocess.run([
+        sys.executable, str(ROOT / "examples" / "fit_in_your_script.py"), "--config", str(ROOT / "configs" / "sms_spam_minilm.yaml"),
+        "--set", f"model.name_or_path={tiny_model_dir}", "--set", f"data.train_file={spam_file}",
+        "--set", "data.max_seq_length=32", "--set", "training.per_device_train_batch_size=4",
+        "--set", f"training.output_dir={out}",
+    ], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "held-out accuracy" in result.stdout
+    assert (out / "model" / "labels.json").is_file() and (out / "saved_model" / "saved_model.pb").is_file()

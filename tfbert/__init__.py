@@ -1,1 +1,25 @@
-"""tfbert: fine-tune BERT-family models with TensorFlow/Keras."""
+"""tfbert: fine-tune BERT-family models with TensorFlow/Keras and export SavedModels that serve raw text.
+
+The library in five calls::
+
+    config = tfbert.load_config("configs/sms_spam_minilm.yaml", ["optimizer.learning_rate=3e-5"])
+    experiment = tfbert.build_experiment(config)        # compiled Keras model + tf.data splits
+    experiment.model.fit(experiment.train_dataset, epochs=2)
+    tfbert.save_pretrained("out/model", experiment.model, experiment.tokenizer, config, experiment.label_names)
+    tfbert.export_saved_model(experiment.model, experiment.tokenizer, experiment.label_names, "out/saved_model",
+                              max_seq_length=config.data.max_seq_length)
+"""
+from tfbert.config import ExperimentConfig, load_config
+from tfbert.errors import ConfigError, DataError, ModelError, TfbertError
+from tfbert.experiment import Experiment, build_experiment
+from tfbert.modeling.saving import load_pretrained, save_pretrained
+from tfbert.serving.export import export_saved_model, load_saved_model
+from tfbert.training.trainer import train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "DataError", "Experiment", "ExperimentConfig", "ModelError", "TfbertError",
+    "build_experiment", "export_saved_model", "load_config", "load_pretrained", "load_saved_model",
+    "save_pretrained", "train",
+]
