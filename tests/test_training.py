@@ -34,7 +34,7 @@ def test_train_writes_a_complete_run(tiny_config):
     assert set(report["per_class"]) == {"ham", "spam"}
     assert np.array(report["confusion_matrix"]["matrix"]).sum() == 12
     card = (out / "README.md").read_text()
-    assert "- learning_rate: 5e-05" in card and "| Training Loss | Epoch |" in card
+    assert "- learning_rate: 5e-05" in card and "| Training Loss | Epoch | Step | Accuracy | Validation Loss |" in card
     assert card.count("\n| ") >= 4  # header + 3 epochs
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["num_train_epochs"] == 3
     assert summary["eval"]["split"] == "test"

@@ -14,17 +14,14 @@ import tensorflow as tf
 import tf_keras
 
 from tfbert.config import ExperimentConfig
-from tfbert.data.classification import ClassificationData, load_classification_data
 from tfbert.data.encoding import EncodedSplit
 from tfbert.data.pipeline import make_dataset
 from tfbert.errors import ConfigError
-from tfbert.evaluation.classification import classification_metrics, softmax_cross_entropy
-from tfbert.evaluation.predict import predict_logits
-from tfbert.modeling.classifier import build_sequence_classifier
 from tfbert.modeling.freezing import apply_freezing
 from tfbert.modeling.task_model import TaskModel
 from tfbert.modeling.saving import find_backbone, load_pretrained, read_label_names
 from tfbert.pretrained import is_finetuned_dir, load_backbone, load_tokenizer
+from tfbert.tasks import Task, TaskData, get_task
 from tfbert.training import callbacks as tfbert_callbacks
 from tfbert.training.batch_plan import BatchPlan
 from tfbert.training.optimization import make_optimizer
@@ -37,9 +34,10 @@ class Experiment:
     """A ready-to-fit run: compiled `model`, `tf.data` splits, tokenizer and label names."""
 
     config: ExperimentConfig
+    task: Task
     model: TaskModel
     tokenizer: object
-    data: ClassificationData
+    data: TaskData
     plan: BatchPlan
     strategy: tf.distribute.Strategy
     datasets: dict[str, tf.data.Dataset] = field(default_factory=dict)
@@ -61,13 +59,8 @@ class Experiment:
         return Path(self.config.training.output_dir)
 
     def evaluate_split(self, split: str, model: Optional[tf_keras.Model] = None) -> dict:
-        """Loss, accuracy, per-class P/R/F1, macro F1 and confusion matrix on a split."""
-        encoded = self.data.splits[split]
-        logits = predict_logits(model or self.model, encoded, self.config.training.per_device_eval_batch_size,
-                                self.tokenizer.pad_token_id)
-        report = classification_metrics(encoded.labels, logits.argmax(axis=1), self.label_names)
-        report["loss"] = softmax_cross_entropy(logits, encoded.labels)
-        return report
+        """The task's evaluation report on a split (``report["metrics"]``: flat floats)."""
+        return self.task.evaluate(model or self.model, self.data, split, self.config, self.tokenizer)
 
     def callbacks(self) -> list[tf_keras.callbacks.Callback]:
         """Validation metrics, checkpoints (last N + best), early stopping, TensorBoard, logs."""
@@ -77,8 +70,7 @@ class Experiment:
         callbacks: list[tf_keras.callbacks.Callback] = []
         if "validation" in self.data.splits:
             def evaluate(model):
-                report = self.evaluate_split("validation", model)
-                return {"loss": report["loss"], "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+                return self.evaluate_split("validation", model)["metrics"]
             callbacks.append(tfbert_callbacks.ValidationMetrics(evaluate))
         elif monitor.startswith("val_"):
             monitor = monitor[len("val_"):]
@@ -126,7 +118,8 @@ def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: 
     )
 
 
-def build_model(config: ExperimentConfig, num_labels: int, input_names: list[str], total_steps: int) -> TaskModel:
+def build_model(config: ExperimentConfig, task: Task, num_labels: int, input_names: list[str],
+                total_steps: int) -> TaskModel:
     """Backbone + head, frozen as configured, compiled with the configured optimizer.
 
     Call inside the strategy's scope. ``model.name_or_path`` may also be a fine-tuned tfbert
@@ -141,24 +134,18 @@ def build_model(config: ExperimentConfig, num_labels: int, input_names: list[str
     else:
         backbone = load_backbone(config.model.name_or_path)
         apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
-        model = build_sequence_classifier(
-            backbone, num_labels, input_names, pooling=config.model.pooling,
-            dropout=config.model.classifier_dropout,
-            gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
-        )
-    compile_model(model, config, total_steps)
+        model = task.build_model(backbone, config, num_labels, input_names)
+    compile_model(model, config, total_steps, task)
     return model
 
 
-def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: int) -> None:
-    """Optimizer, loss (softmax cross-entropy on float32 logits) and accuracy."""
+def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: int, task: Optional[Task] = None) -> None:
+    """The configured optimizer and the task's loss and metrics."""
+    task = task or get_task(config.task.type)
     optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16")
-    model.compile(
-        optimizer=optimizer,
-        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        steps_per_execution=config.training.steps_per_execution,
-    )
+    loss, metrics = task.loss_and_metrics()
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                  steps_per_execution=config.training.steps_per_execution)
 
 
 def _checkpoint_labels(config: ExperimentConfig) -> Optional[list[str]]:
@@ -180,13 +167,13 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
     set_seed(config.training.seed)
     set_precision(config.precision.policy)
     strategy = strategy or tf.distribute.get_strategy()
+    task = get_task(config.task.type)
     tokenizer = load_tokenizer(config.model.name_or_path)
-    data = load_classification_data(config.data, tokenizer, seed=config.training.seed,
-                                    label_names=_checkpoint_labels(config))
+    data = task.load_data(config, tokenizer, seed=config.training.seed, label_names=_checkpoint_labels(config))
     if "train" not in data.splits:
         raise ConfigError("config key 'data.train_file': training needs a training file")
     num_labels = len(data.label_names)
-    if config.task.num_labels is not None and config.task.num_labels != num_labels:
+    if config.task.num_labels is not None and data.label_names and config.task.num_labels != num_labels:
         raise ConfigError(
             f"config key 'task.num_labels': {config.task.num_labels} disagrees with the "
             f"{num_labels} labels found in {config.data.train_file} ({data.label_names})"
@@ -209,6 +196,6 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
     }
     input_names = [n for n in tokenizer.model_input_names if n in data.splits["train"].features] + ["attention_mask"]
     with strategy.scope():
-        model = build_model(config, num_labels, input_names, plan.total_optimizer_steps)
-    return Experiment(config=config, model=model, tokenizer=tokenizer, data=data, plan=plan,
+        model = build_model(config, task, num_labels, input_names, plan.total_optimizer_steps)
+    return Experiment(config=config, task=task, model=model, tokenizer=tokenizer, data=data, plan=plan,
                       strategy=strategy, datasets=datasets)

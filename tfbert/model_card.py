@@ -18,6 +18,12 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _title(metric: str) -> str:
+    """``val_macro_f1`` -> ``Validation Macro F1``."""
+    words = metric.replace("val_", "validation_").split("_")
+    return " ".join({"f1": "F1", "em": "EM"}.get(w, w.capitalize()) for w in words)
+
+
 def hyperparameters(config: ExperimentConfig, plan: BatchPlan) -> dict[str, object]:
     """The seeds' hyperparameter list, from the config and the derived batch plan."""
     o, t = config.optimizer, config.training
@@ -62,9 +68,8 @@ def render_model_card(config: ExperimentConfig, plan: BatchPlan, history: list[d
     if evaluation:
         lines += [f"It achieves the following results on the {evaluated_on} set "
                   f"({evaluation['num_examples']} examples):", ""]
-        lines += [f"- Loss: {evaluation['loss']:.4f}", f"- Accuracy: {evaluation['accuracy']:.4f}",
-                  f"- Macro F1: {evaluation['macro_f1']:.4f}"]
-        for name, scores in evaluation["per_class"].items():
+        lines += [f"- {_title(k)}: {v:.4f}" for k, v in evaluation["metrics"].items()]
+        for name, scores in evaluation.get("per_class", {}).items():
             lines.append(f"- `{name}`: precision {scores['precision']:.4f}, recall {scores['recall']:.4f}, "
                          f"F1 {scores['f1']:.4f} (support {scores['support']})")
         lines.append("")
@@ -73,20 +78,15 @@ def render_model_card(config: ExperimentConfig, plan: BatchPlan, history: list[d
     lines += [f"- {k}: {v}" for k, v in hyperparameters(config, plan).items()]
     lines += ["", "### Training results", ""]
     if history:
-        has_val = any("val_loss" in h for h in history)
-        header = "| Training Loss | Epoch | Step | Validation Loss | Accuracy | Macro F1 |" if has_val else \
-            "| Training Loss | Epoch | Step | Accuracy |"
-        lines += [header, "|" + "---|" * (header.count("|") - 1)]
+        columns = [k for k in history[0] if k not in ("epoch", "seconds", "learning_rate", "loss")]
+        header = ["Training Loss", "Epoch", "Step"] + [_title(k) for k in columns]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        updates_per_epoch = max(1, plan.batches_per_epoch // plan.gradient_accumulation_steps)
         for record in history:
-            step = record["epoch"] * (plan.batches_per_epoch // plan.gradient_accumulation_steps)
-            if has_val:
-                lines.append(f"| {record.get('loss', float('nan')):.4f} | {record['epoch']} | {step} | "
-                             f"{record.get('val_loss', float('nan')):.4f} | "
-                             f"{record.get('val_accuracy', float('nan')):.4f} | "
-                             f"{record.get('val_macro_f1', float('nan')):.4f} |")
-            else:
-                lines.append(f"| {record.get('loss', float('nan')):.4f} | {record['epoch']} | {step} | "
-                             f"{record.get('accuracy', float('nan')):.4f} |")
+            cells = [f"{record.get('loss', float('nan')):.4f}", str(record["epoch"]),
+                     str(record["epoch"] * updates_per_epoch)]
+            cells += [f"{record.get(k, float('nan')):.4f}" for k in columns]
+            lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("No epochs were recorded.")
     lines += ["", "### Framework versions", ""]

@@ -2,19 +2,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import datasets
 import numpy as np
 import pyarrow as pa
 
 
+IGNORE_INDEX = -100  # label of tokens the loss and metrics skip (special tokens, later subwords, padding)
+
+
+@dataclass
+class RaggedLabels:
+    """One label per token (flat values + row splits, like the features); IGNORE_INDEX where unlabelled."""
+
+    values: np.ndarray
+    row_splits: np.ndarray
+
+
+Labels = Union[np.ndarray, RaggedLabels, dict]
+
+
 @dataclass
 class EncodedSplit:
-    """Token ids of one split as flat values + row splits (ragged), plus label ids."""
+    """Token ids of one split as flat values + row splits (ragged), plus labels.
+
+    Labels are one id per example (classification), a `RaggedLabels` (one id per token) or a
+    dict of per-example arrays (e.g. QA start/end positions), or None for unlabelled data.
+    """
 
     features: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (flat values, row_splits)
-    labels: Optional[np.ndarray]
+    labels: Optional[Labels]
 
     def __len__(self) -> int:
         values, splits = next(iter(self.features.values()))
@@ -62,14 +80,24 @@ def tokenize_split(
     return EncodedSplit(features=features, labels=labels)
 
 
+def _select_ragged(values: np.ndarray, row_splits: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    starts, ends = row_splits[:-1][order], row_splits[1:][order]
+    lengths = ends - starts
+    new_splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    # Flat positions of the chosen rows: each row's start repeated over its length, plus 0..len-1.
+    gather = np.repeat(starts - new_splits[:-1], lengths) + np.arange(new_splits[-1])
+    return values[gather.astype(np.int64)], new_splits
+
+
 def select_rows(split: EncodedSplit, order: np.ndarray) -> EncodedSplit:
     """The rows of `split` in the given order."""
-    features = {}
-    for name, (values, row_splits) in split.features.items():
-        starts, ends = row_splits[:-1][order], row_splits[1:][order]
-        lengths = ends - starts
-        new_splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        gather = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(order) else np.zeros(0, np.int64)
-        features[name] = (values[gather.astype(np.int64)], new_splits)
-    labels = split.labels[order] if split.labels is not None else None
+    order = np.asarray(order, dtype=np.int64)
+    features = {name: _select_ragged(values, row_splits, order) for name, (values, row_splits) in split.features.items()}
+    labels = split.labels
+    if isinstance(labels, RaggedLabels):
+        labels = RaggedLabels(*_select_ragged(labels.values, labels.row_splits, order))
+    elif isinstance(labels, dict):
+        labels = {k: v[order] for k, v in labels.items()}
+    elif labels is not None:
+        labels = labels[order]
     return EncodedSplit(features=features, labels=labels)

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfbert.data.encoding import EncodedSplit
+from tfbert.data.encoding import IGNORE_INDEX, EncodedSplit, RaggedLabels
 
 _DEFAULT_BOUNDARIES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
@@ -31,9 +31,22 @@ def _element_dataset(split: EncodedSplit) -> tf.data.Dataset:
         name: tf.RaggedTensor.from_row_splits(values, splits, validate=False)
         for name, (values, splits) in split.features.items()
     }
-    if split.labels is None:
+    labels = split.labels
+    if labels is None:
         return tf.data.Dataset.from_tensor_slices(features)
-    return tf.data.Dataset.from_tensor_slices((features, split.labels))
+    if isinstance(labels, RaggedLabels):
+        labels = tf.RaggedTensor.from_row_splits(labels.values.astype(np.int32), labels.row_splits, validate=False)
+    return tf.data.Dataset.from_tensor_slices((features, labels))
+
+
+def _label_padding(labels, max_seq_length: int):
+    """(padding values, padded shapes) for the label structure of a split."""
+    if isinstance(labels, RaggedLabels):
+        return tf.constant(IGNORE_INDEX, tf.int32), [max_seq_length]
+    if isinstance(labels, dict):
+        return ({k: tf.constant(0, tf.as_dtype(v.dtype)) for k, v in labels.items()},
+                {k: list(v.shape[1:]) for k, v in labels.items()})
+    return tf.constant(0, tf.as_dtype(labels.dtype)), list(labels.shape[1:])
 
 
 def _add_attention_mask(example, *label):
@@ -61,7 +74,11 @@ def make_dataset(
     names = list(split.features) + ["attention_mask"]
     pad_values = {n: tf.constant(pad_token_id if n == "input_ids" else 0, tf.int32) for n in names}
     has_labels = split.labels is not None
-    padding_values = (pad_values, tf.constant(0, tf.int32)) if has_labels else pad_values
+    if has_labels:
+        label_pad, label_shapes = _label_padding(split.labels, max_seq_length)
+        padding_values = (pad_values, label_pad)
+    else:
+        padding_values = pad_values
 
     if padding == "bucket":
         boundaries = list(bucket_boundaries or default_bucket_boundaries(max_seq_length))
@@ -80,7 +97,7 @@ def make_dataset(
         shapes = {n: [max_seq_length] for n in names}
         dataset = dataset.padded_batch(
             batch_size,
-            padded_shapes=(shapes, []) if has_labels else shapes,
+            padded_shapes=(shapes, label_shapes) if has_labels else shapes,
             padding_values=padding_values,
             drop_remainder=drop_remainder,
         )

@@ -85,7 +85,7 @@ def load_pretrained(directory: str | Path, num_labels: int | None = None) -> Fin
     from transformers import AutoConfig, AutoTokenizer, TFAutoModel
 
     from tfbert.experiment import compile_model
-    from tfbert.modeling.classifier import build_sequence_classifier
+    from tfbert.tasks import get_task
 
     directory = Path(directory)
     config = read_config(directory)
@@ -98,11 +98,9 @@ def load_pretrained(directory: str | Path, num_labels: int | None = None) -> Fin
     tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"), use_fast=True)
     backbone = TFAutoModel.from_config(AutoConfig.from_pretrained(str(directory / "backbone")))
     input_names = [n for n in tokenizer.model_input_names if n != "attention_mask"] + ["attention_mask"]
-    model = build_sequence_classifier(
-        backbone, len(label_names), input_names, pooling=config.model.pooling,
-        dropout=config.model.classifier_dropout,
-    )
-    compile_model(model, config, total_steps=1)
+    task = get_task(config.task.type)
+    model = task.build_model(backbone, config, len(label_names), input_names)
+    compile_model(model, config, total_steps=1, task=task)
     try:
         model.load_weights(str(directory / "weights")).expect_partial()
     except (ValueError, tf.errors.OpError) as exc:

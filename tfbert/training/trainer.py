@@ -54,18 +54,13 @@ def finish_run(experiment: Experiment, log=print) -> dict:
         evaluation = experiment.evaluate_split(split)
         evaluation["split"] = split
         write_json(out / "eval_results.json", evaluation)
-        summary["eval"] = {k: evaluation[k] for k in ("split", "accuracy", "macro_f1", "loss")}
-        log(f"{split}: accuracy {evaluation['accuracy']:.4f}, macro F1 {evaluation['macro_f1']:.4f}, "
-            + ", ".join(f"{n} F1 {s['f1']:.4f}" for n, s in evaluation["per_class"].items()))
+        summary["eval"] = {"split": split, **evaluation["metrics"]}
+        log(f"{split}: {experiment.task.summary(evaluation)}")
     model_dir = save_pretrained(out / "model", experiment.model, experiment.tokenizer, config, experiment.label_names)
     summary["model_dir"] = str(model_dir)
     if config.export.at_end:
-        from tfbert.serving.export import export_saved_model
-
-        export_dir = export_saved_model(
-            experiment.model, experiment.tokenizer, experiment.label_names, out / config.export.dir_name,
-            max_seq_length=config.data.max_seq_length, text_pairs=bool(config.data.text_pair_column),
-        )
+        export_dir = experiment.task.export(experiment.model, experiment.tokenizer, experiment.label_names,
+                                            out / config.export.dir_name, config)
         summary["saved_model"] = str(export_dir)
         log(f"SavedModel: {export_dir}")
     history = _read_history(out / "metrics.jsonl")

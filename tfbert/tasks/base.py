@@ -1,0 +1,69 @@
+"""What differs between task types: data, head, loss and metrics, evaluation, export.
+
+A `Task` turns the shared machinery (config, backbone, tf.data pipeline, `TaskModel` with
+gradient accumulation, callbacks, checkpoints) into one kind of fine-tuning. Each task type lives
+in its own module and registers itself in `tfbert.tasks`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import tf_keras
+
+from tfbert.config import ExperimentConfig
+from tfbert.data.encoding import EncodedSplit
+from tfbert.modeling.task_model import TaskModel
+
+
+@dataclass
+class TaskData:
+    """Tokenized splits (model inputs + labels), label names and whatever evaluation needs.
+
+    `extras[split]` holds task-specific data for a split, e.g. raw examples and window offsets
+    for QA or word-level tags for NER.
+    """
+
+    label_names: list[str]
+    splits: dict[str, EncodedSplit] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+
+class Task:
+    """Base class; subclasses implement every method below."""
+
+    type: str = ""
+    #: the default `training.metric_for_best_model` family this task reports (``val_`` + name)
+    headline_metric: str = "accuracy"
+
+    def load_data(self, config: ExperimentConfig, tokenizer, seed: int,
+                  label_names: Optional[list[str]] = None, splits: Optional[dict[str, str]] = None) -> TaskData:
+        """Read, validate and tokenize the configured files (or `splits`: name -> path)."""
+        raise TypeError(f"{type(self).__name__} does not define load_data")
+
+    def build_model(self, backbone, config: ExperimentConfig, num_labels: int, input_names: list[str]) -> TaskModel:
+        """The Functional task model on `backbone` (outputs stay float32)."""
+        raise TypeError(f"{type(self).__name__} does not define build_model")
+
+    def loss_and_metrics(self) -> tuple[Any, list]:
+        """`compile` arguments: loss (mean over labelled items) and training metrics."""
+        raise TypeError(f"{type(self).__name__} does not define loss_and_metrics")
+
+    def evaluate(self, model: tf_keras.Model, data: TaskData, split: str, config: ExperimentConfig,
+                 tokenizer) -> dict:
+        """A JSON-ready report; ``report["metrics"]`` is a flat dict of floats (logged as ``val_*``)."""
+        raise TypeError(f"{type(self).__name__} does not define evaluate")
+
+    def summary(self, report: dict) -> str:
+        """One line for the console."""
+        return ", ".join(f"{k} {v:.4f}" for k, v in report["metrics"].items())
+
+    def export(self, model: tf_keras.Model, tokenizer, label_names: list[str], directory: Path,
+               config: ExperimentConfig) -> Path:
+        """A SavedModel whose `serving_default` takes raw strings."""
+        raise TypeError(f"{type(self).__name__} does not define export")
