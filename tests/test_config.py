@@ -60,7 +60,7 @@ def test_literal_values_list_allowed():
     ("data.has_header=false", "data.column_names"),
     ("training.load_best_model_at_end=maybe", "training.load_best_model_at_end"),
     ("data.bucket_boundaries=[64, 32]", "data.bucket_boundaries"),
-    ("training.metric_for_best_model=val_f1", "training.metric_for_best_model"),
+    ("training.metric_for_best_model=val_f2", "training.metric_for_best_model"),
 ])
 def test_invalid_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):

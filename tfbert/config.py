@@ -34,27 +34,41 @@ class DataConfig:
     train_file: Optional[str] = None
     validation_file: Optional[str] = None
     test_file: Optional[str] = None
-    format: Literal["auto", "csv", "tsv", "json", "jsonl"] = "auto"
+    format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "squad"] = "auto"
     has_header: bool = True
     column_names: Optional[list[str]] = None
     text_column: str = "text"
     text_pair_column: Optional[str] = None
     label_column: str = "label"
     labels: Optional[list[str]] = None
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    tag_scheme: Literal["iob1", "iob2", "bioes"] = "iob2"
+    label_all_subwords: bool = False
+    train_articles: Optional[str] = None
+    validation_articles: Optional[str] = None
+    test_articles: Optional[str] = None
+    doc_stride: int = 128
+    max_query_length: int = 64
     validation_split: float = 0.0
     test_split: float = 0.0
     max_seq_length: int = 128
     padding: Literal["bucket", "dynamic", "max_length"] = "bucket"
     bucket_boundaries: Optional[list[int]] = None
     cache_dir: Optional[str] = None
+    # Already-tokenized TFRecords written by tools/make_tfrecords.py (a directory or gs:// prefix):
+    # used instead of tokenizing the train file (and any split they hold that has no file here).
+    tfrecords: Optional[str] = None
 
 
 @dataclass
 class TaskConfig:
     """What is predicted."""
 
-    type: Literal["sequence_classification"] = "sequence_classification"
+    type: Literal["sequence_classification", "token_classification", "question_answering"] = "sequence_classification"
     num_labels: Optional[int] = None
+    n_best_size: int = 20
+    max_answer_length: int = 30
 
 
 @dataclass
@@ -98,7 +112,10 @@ class TrainingConfig:
     steps_per_execution: int = 1
     save_total_limit: int = 2
     load_best_model_at_end: bool = True
-    metric_for_best_model: Literal["val_accuracy", "val_macro_f1", "val_loss", "accuracy", "loss"] = "val_accuracy"
+    metric_for_best_model: Literal[
+        "val_accuracy", "val_macro_f1", "val_loss", "val_f1", "val_exact_match", "val_token_accuracy",
+        "accuracy", "loss",
+    ] = "val_accuracy"
     early_stopping_patience: Optional[int] = None
     tensorboard: bool = True
     verbose: int = 2
@@ -113,6 +130,36 @@ class ExportConfig:
 
 
 @dataclass
+class DistributionConfig:
+    """Which `tf.distribute` strategy runs the recipe, and that hardware's settings.
+
+    ``--strategy`` on the command line overrides ``strategy``. Batch sizes stay per replica
+    (``training.per_device_train_batch_size``); see `tfbert.training.batch_plan.BatchPlan`.
+    """
+
+    strategy: Literal["default", "mirrored", "multiworker", "tpu", "ipu", "auto"] = "default"
+    # mirrored: devices to mirror over (default: every local GPU, else the CPU); naming more
+    # /cpu:N than exist splits the CPU into logical devices (for trying it out).
+    devices: Optional[list[str]] = None
+    # multiworker: collective implementation across workers (TF_CONFIG describes the cluster).
+    communication: Literal["auto", "ring", "nccl"] = "auto"
+    # tpu: name, grpc://host:port or "local" (a TPU VM); default $TPU_NAME. Zone/project as gcloud.
+    tpu: Optional[str] = None
+    tpu_zone: Optional[str] = None
+    tpu_project: Optional[str] = None
+    # ipu (Graphcore): IPUs per model replica (> 1 only when pipelined) and data-parallel replicas.
+    ipus_per_replica: int = 1
+    replication_factor: int = 1
+    # Acquire ipus_per_replica x replication_factor IPUs automatically, or the device id `select_ipus`.
+    auto_select_ipus: bool = True
+    select_ipus: Optional[int] = None
+    # Encoder layer indices where a new pipeline stage (IPU) starts, e.g. [3] for 2 stages of a
+    # 6-layer model: embeddings + layers 0-2 | layers 3-5 + head.
+    pipeline_splits: Optional[list[int]] = None
+    pipeline_schedule: Literal["grouped", "interleaved", "sequential"] = "grouped"
+
+
+@dataclass
 class ExperimentConfig:
     """The whole config tree."""
 
@@ -123,6 +170,7 @@ class ExperimentConfig:
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -281,6 +329,14 @@ def validate(config: ExperimentConfig) -> None:
         if d.labels is not None:
             _require(len(d.labels) == config.task.num_labels, "task.num_labels",
                      f"{config.task.num_labels} disagrees with data.labels ({len(d.labels)} labels)")
+    if config.task.type == "question_answering":
+        _require(0 < d.doc_stride, "data.doc_stride", "must be > 0")
+        _require(0 < d.max_query_length and d.max_query_length + d.doc_stride + 3 < d.max_seq_length,
+                 "data.max_query_length",
+                 "max_query_length + doc_stride + 3 special tokens must be < data.max_seq_length "
+                 "(each window must advance through the context)")
+    _require(config.task.n_best_size >= 1, "task.n_best_size", "must be >= 1")
+    _require(config.task.max_answer_length >= 1, "task.max_answer_length", "must be >= 1")
     _require(0.0 <= config.model.classifier_dropout < 1.0, "model.classifier_dropout", "must be in [0, 1)")
     _require(o.learning_rate > 0, "optimizer.learning_rate", "must be > 0")
     _require(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
@@ -302,3 +358,28 @@ def validate(config: ExperimentConfig) -> None:
              "training.freeze: bottom needs freeze_layers > 0")
     _require(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
              "training.early_stopping_patience", "must be >= 1 or null")
+    _validate_distribution(config.distribution)
+
+
+def _validate_distribution(n: "DistributionConfig") -> None:
+    """Settings that are wrong on any hardware (strategy-specific batch checks live in BatchPlan)."""
+    if n.devices is not None:
+        _require(len(n.devices) >= 1 and len(set(n.devices)) == len(n.devices), "distribution.devices",
+                 "must list distinct devices such as /gpu:0")
+    _require(n.ipus_per_replica >= 1, "distribution.ipus_per_replica", "must be >= 1")
+    _require(n.replication_factor >= 1, "distribution.replication_factor", "must be >= 1")
+    total = n.ipus_per_replica * n.replication_factor
+    _require(total & (total - 1) == 0, "distribution.replication_factor",
+             f"IPUs are acquired in powers of two; ipus_per_replica x replication_factor = {total}")
+    _require(n.auto_select_ipus or n.select_ipus is not None, "distribution.select_ipus",
+             "set a device id (gc-info) when distribution.auto_select_ipus is false")
+    splits = n.pipeline_splits
+    if splits:
+        _require(splits[0] > 0 and all(a < b for a, b in zip(splits, splits[1:])), "distribution.pipeline_splits",
+                 "must be increasing encoder layer indices > 0")
+        _require(len(splits) + 1 == n.ipus_per_replica, "distribution.pipeline_splits",
+                 f"{len(splits) + 1} pipeline stages need distribution.ipus_per_replica = {len(splits) + 1} "
+                 f"(one stage per IPU), got {n.ipus_per_replica}")
+    else:
+        _require(n.ipus_per_replica == 1, "distribution.ipus_per_replica",
+                 "a replica spans several IPUs only when pipelined; set distribution.pipeline_splits")

@@ -172,6 +172,7 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
     data = task.load_data(config, tokenizer, seed=config.training.seed, label_names=_checkpoint_labels(config))
     if "train" not in data.splits:
         raise ConfigError("config key 'data.train_file': training needs a training file")
+    task.check_monitor(config.training.metric_for_best_model, "validation" in data.splits)
     num_labels = len(data.label_names)
     if config.task.num_labels is not None and data.label_names and config.task.num_labels != num_labels:
         raise ConfigError(

@@ -20,3 +20,33 @@ def predict_logits(model, split: EncodedSplit, batch_size: int, pad_token_id: in
     out = np.empty_like(logits)
     out[order] = logits
     return out
+
+
+def predict_per_token(model, split: EncodedSplit, batch_size: int, pad_token_id: int = 0):
+    """Per-example outputs trimmed to each example's length, in the split's original order.
+
+    For a model with one output: a list of arrays [length, ...]; with named outputs (a dict):
+    a dict of such lists. Batches of length-sorted rows keep padding small; `predict_on_batch`
+    uses Keras' retracing-tolerant predict function, so varying batch widths are cheap.
+    """
+    order = np.argsort(split.lengths, kind="stable")
+    lengths = split.lengths[order]
+    unlabelled = EncodedSplit(features=select_rows(split, order).features, labels=None)
+    dataset = make_dataset(unlabelled, batch_size, padding="dynamic", pad_token_id=pad_token_id)
+    collected: dict = {}
+    row = 0
+    for features in dataset:
+        outputs = model.predict_on_batch(features)
+        named = outputs if isinstance(outputs, dict) else {"": outputs}
+        n = next(iter(named.values())).shape[0]
+        for name, value in named.items():
+            value = np.asarray(value, dtype=np.float32)
+            collected.setdefault(name, []).extend(value[i, :lengths[row + i]] for i in range(n))
+        row += n
+    result = {}
+    for name, values in collected.items():
+        ordered = [None] * len(values)
+        for position, original in enumerate(order):
+            ordered[original] = values[position]
+        result[name] = ordered
+    return result[""] if list(result) == [""] else result

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import tf_keras
 
 from tfbert.config import ExperimentConfig
+from tfbert.errors import ConfigError
 from tfbert.data.encoding import EncodedSplit
 from tfbert.modeling.task_model import TaskModel
 
@@ -38,8 +39,19 @@ class Task:
     """Base class; subclasses implement every method below."""
 
     type: str = ""
-    #: the default `training.metric_for_best_model` family this task reports (``val_`` + name)
-    headline_metric: str = "accuracy"
+    #: keys of ``evaluate(...)["metrics"]``, logged per epoch as ``val_<name>``
+    metric_names: tuple[str, ...] = ()
+    #: names of the metrics `fit` reports on training batches (besides ``loss``)
+    train_metric_names: tuple[str, ...] = ()
+
+    def check_monitor(self, metric: str, has_validation: bool) -> None:
+        """Reject a ``training.metric_for_best_model`` this task never reports."""
+        allowed = ["loss", *self.train_metric_names]
+        if has_validation:
+            allowed += [f"val_{m}" for m in self.metric_names]
+        if metric not in allowed and not (not has_validation and metric[4:] in allowed and metric.startswith("val_")):
+            raise ConfigError(f"config key 'training.metric_for_best_model': {self.type} does not report "
+                              f"{metric!r}; expected one of {', '.join(allowed)}")
 
     def load_data(self, config: ExperimentConfig, tokenizer, seed: int,
                   label_names: Optional[list[str]] = None, splits: Optional[dict[str, str]] = None) -> TaskData:

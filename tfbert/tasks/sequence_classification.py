@@ -17,7 +17,8 @@ from tfbert.tasks.base import Task, TaskData
 
 class SequenceClassification(Task):
     type = "sequence_classification"
-    headline_metric = "accuracy"
+    metric_names = ("loss", "accuracy", "macro_f1")
+    train_metric_names = ("accuracy",)
 
     def load_data(self, config, tokenizer, seed, label_names=None, splits=None) -> TaskData:
         data_config = config.data

@@ -1,0 +1,104 @@
+"""Token classification (NER): CoNLL/JSON data, first-subword labels, seqeval entity metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfbert.config import ExperimentConfig
+from tfbert.data.conll import TaggedSentence, check_tags, read_tagged
+from tfbert.data.encoding import IGNORE_INDEX
+from tfbert.data.labels import infer_label_names
+from tfbert.data.token_alignment import encode_tagged, word_predictions
+from tfbert.errors import DataError
+from tfbert.evaluation.ner_metrics import entity_metrics
+from tfbert.evaluation.predict import predict_per_token
+from tfbert.modeling.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
+from tfbert.modeling.token_classifier import build_token_classifier
+from tfbert.tasks.base import Task, TaskData
+
+
+def _tag_order(tags: list[str]) -> list[str]:
+    """``O`` first, then tags grouped by entity type (B/I/E/S), so label ids read naturally."""
+    others = sorted((t for t in tags if t != "O"), key=lambda t: (t[2:], "BIES".index(t[0])))
+    return (["O"] if "O" in tags else []) + others
+
+
+class TokenClassification(Task):
+    type = "token_classification"
+    metric_names = ("loss", "precision", "recall", "f1", "macro_f1", "token_accuracy")
+    train_metric_names = ("token_accuracy",)
+
+    def load_data(self, config, tokenizer, seed, label_names=None, splits=None) -> TaskData:
+        d = config.data
+        files = splits or {"train": d.train_file, "validation": d.validation_file, "test": d.test_file}
+        sentences = {}
+        for split, path in files.items():
+            if path:
+                sentences[split] = read_tagged(path, d.format, d.tokens_column, d.tags_column)
+                check_tags(sentences[split], path, d.tag_scheme)
+        if not sentences:
+            raise DataError("config key 'data.train_file': no data files configured")
+        names = label_names or d.labels
+        if names is None:
+            if "train" not in sentences:
+                raise DataError(f"labels unknown: set data.labels or data.train_file")
+            names = _tag_order(infer_label_names(t for s in sentences["train"] for t in s.tags))
+            # B-X implies I-X exists for continuation subwords and for prediction.
+            names = _tag_order(sorted(set(names) | {"I-" + n[2:] for n in names if n != "O"}))
+        label2id = {n: i for i, n in enumerate(names)}
+        data = TaskData(label_names=list(names))
+        for split, items in sentences.items():
+            for sentence in items:
+                for tag in sentence.tags:
+                    if tag not in label2id:
+                        raise DataError(f"{files[split]}, sentence at line/row {sentence.line}: unknown tag {tag!r}; "
+                                        f"expected one of {names}")
+            encoded, windows = encode_tagged(items, tokenizer, label2id, d.max_seq_length, d.label_all_subwords)
+            data.splits[split] = encoded
+            data.extras[split] = {"sentences": items, "windows": windows}
+        return data
+
+    def build_model(self, backbone, config, num_labels, input_names):
+        return build_token_classifier(
+            backbone, num_labels, input_names, dropout=config.model.classifier_dropout,
+            gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
+        )
+
+    def loss_and_metrics(self):
+        return MaskedSparseCategoricalCrossentropy(), [MaskedAccuracy(name="token_accuracy")]
+
+    def evaluate(self, model, data, split, config, tokenizer) -> dict:
+        encoded = data.splits[split]
+        logits = predict_per_token(model, encoded, config.training.per_device_eval_batch_size, tokenizer.pad_token_id)
+        predicted = [l.argmax(axis=-1) for l in logits]
+        sentences: list[TaggedSentence] = data.extras[split]["sentences"]
+        pred_tags = word_predictions(predicted, data.extras[split]["windows"], sentences, data.label_names)
+        report = entity_metrics([s.tags for s in sentences], pred_tags, config.data.tag_scheme)
+        report["loss"] = _masked_loss(logits, encoded.labels)
+        report["metrics"] = {k: report[k] for k in self.metric_names}
+        return report
+
+    def summary(self, report: dict) -> str:
+        return (f"entity F1 {report['f1'] * 100:.2f} (P {report['precision'] * 100:.2f}, R {report['recall'] * 100:.2f}), "
+                f"macro F1 {report['macro_f1'] * 100:.2f}, token accuracy {report['token_accuracy']:.4f}")
+
+    def export(self, model, tokenizer, label_names, directory: Path, config: ExperimentConfig) -> Path:
+        from tfbert.serving.ner_export import export_ner_saved_model
+
+        return export_ner_saved_model(model, tokenizer, label_names, directory, config)
+
+
+def _masked_loss(logits: list[np.ndarray], labels) -> float:
+    """Mean token cross-entropy over labelled positions of a split."""
+    total, count = 0.0, 0
+    for row, values in enumerate(logits):
+        gold = labels.values[labels.row_splits[row]:labels.row_splits[row + 1]]
+        keep = gold != IGNORE_INDEX
+        if not keep.any():
+            continue
+        shifted = values[keep] - values[keep].max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        total -= float(log_probs[np.arange(keep.sum()), gold[keep]].sum())
+        count += int(keep.sum())
+    return total / max(count, 1)
