@@ -143,9 +143,8 @@ def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: 
     """The configured optimizer and the task's loss and metrics."""
     task = task or get_task(config.task.type)
     optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16")
-    loss, metrics = task.loss_and_metrics()
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                  steps_per_execution=config.training.steps_per_execution)
+    model.compile(optimizer=optimizer, steps_per_execution=config.training.steps_per_execution,
+                  **task.compile_args())
 
 
 def _checkpoint_labels(config: ExperimentConfig) -> Optional[list[str]]:

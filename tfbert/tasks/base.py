@@ -62,9 +62,9 @@ class Task:
         """The Functional task model on `backbone` (outputs stay float32)."""
         raise TypeError(f"{type(self).__name__} does not define build_model")
 
-    def loss_and_metrics(self) -> tuple[Any, list]:
-        """`compile` arguments: loss (mean over labelled items) and training metrics."""
-        raise TypeError(f"{type(self).__name__} does not define loss_and_metrics")
+    def compile_args(self) -> dict[str, Any]:
+        """`compile` keyword arguments: ``loss`` (mean over labelled items), ``metrics``, maybe ``loss_weights``."""
+        raise TypeError(f"{type(self).__name__} does not define compile_args")
 
     def evaluate(self, model: tf_keras.Model, data: TaskData, split: str, config: ExperimentConfig,
                  tokenizer) -> dict:

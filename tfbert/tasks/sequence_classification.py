@@ -36,9 +36,9 @@ class SequenceClassification(Task):
             gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
         )
 
-    def loss_and_metrics(self):
-        return (tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    def compile_args(self):
+        return {"loss": tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                "metrics": [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
     def evaluate(self, model, data, split, config, tokenizer) -> dict:
         encoded = data.splits[split]

@@ -65,8 +65,8 @@ class TokenClassification(Task):
             gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
         )
 
-    def loss_and_metrics(self):
-        return MaskedSparseCategoricalCrossentropy(), [MaskedAccuracy(name="token_accuracy")]
+    def compile_args(self):
+        return {"loss": MaskedSparseCategoricalCrossentropy(), "metrics": [MaskedAccuracy(name="token_accuracy")]}
 
     def evaluate(self, model, data, split, config, tokenizer) -> dict:
         encoded = data.splits[split]
