@@ -317,6 +317,266 @@ def test_config_is_plain_and_rebuilds(hf_tokenizers, graph_tokenizer):
 
 
 # ----------------------------------------------------------------------------------------------
+# offsets, word ids and windows
+
+
+# Offset corner cases on top of CORPUS: characters deleted at a word's edge or inside it, marks
+# alone, leading deletions, expansions by lowercasing, decomposed Hangul, runs of spaces.
+OFFSET_TEXTS = CORPUS + [
+    "cafe\u0301 \u0301x e\u0301\u0301",
+    "\u200b\u200bab\u200b  \u00adc\u00ad",
+    "\x07ab\x07 c\x00d",
+    "xİy İ İİ",
+    "한국어 문장입니다 한",
+    "a    b\t\t c  \n\n d   ",
+    "中文x中\u0301 文",
+    "word [MASK]word[MASK] [MASK]",
+]
+
+
+def _none_to(values, fill=-1):
+    return [fill if v is None else v for v in values]
+
+
+def hf_tokens_with_offsets(tok, texts) -> dict[str, list[list]]:
+    enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return {
+        "ids": enc["input_ids"],
+        "starts": [[a for a, _ in row] for row in enc["offset_mapping"]],
+        "ends": [[b for _, b in row] for row in enc["offset_mapping"]],
+        "word_ids": [enc.word_ids(i) for i in range(len(texts))],
+    }
+
+
+def graph_tokens_with_offsets(gt, texts) -> dict[str, list[list]]:
+    parts = gt.tokenize_with_offsets(tf.constant(texts, tf.string))
+    for part in parts:
+        assert part.dtype == tf.int32
+    return dict(zip(("ids", "starts", "ends", "word_ids"), (p.to_list() for p in parts)))
+
+
+def hf_encode_with_offsets(tok, texts, max_length, stride=None) -> dict[str, list[list[int]]]:
+    """HF's padded encoding with offsets and word ids as encode_with_offsets gives them."""
+    windows = {} if stride is None else {"stride": stride, "return_overflowing_tokens": True}
+    enc = tok(texts, truncation=True, max_length=max_length, padding=True,
+              return_offsets_mapping=True, **windows)
+    out = {k: enc[k] for k in tok.model_input_names}
+    word_ids = [enc.word_ids(i) for i in range(len(enc["input_ids"]))]
+    out["word_ids"] = [_none_to(row) for row in word_ids]
+    out["offsets_start"] = [[-1 if w is None else o[0] for w, o in zip(ws, row)]
+                            for ws, row in zip(word_ids, enc["offset_mapping"])]
+    out["offsets_end"] = [[-1 if w is None else o[1] for w, o in zip(ws, row)]
+                          for ws, row in zip(word_ids, enc["offset_mapping"])]
+    if stride is not None:
+        out["window_to_example"] = enc["overflow_to_sample_mapping"]
+    return out
+
+
+def cut_question(tok, question, max_query_length) -> str | None:
+    """The question's text up to its max_query_length-th word piece, or None where no text has
+    exactly those pieces (the cut falls inside a character that became several pieces, see the
+    Hangul test): HF takes text, so only such questions have an HF reference."""
+    enc = tok(question, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    text = question[: offsets[max_query_length - 1][1]] if len(ids) > max_query_length else question
+    exact = tok(text, add_special_tokens=False)["input_ids"] == ids[:max_query_length]
+    return text if exact else None
+
+
+def hf_qa_windows(tok, questions, contexts, max_length, stride, max_query_length):
+    cut = [cut_question(tok, q, max_query_length) for q in questions]
+    assert None not in cut
+    enc = tok(cut, contexts,
+              truncation="only_second", max_length=max_length, stride=stride,
+              return_overflowing_tokens=True, return_offsets_mapping=True, padding=True)
+    out = {k: enc[k] for k in tok.model_input_names}
+    out["window_to_example"] = enc["overflow_to_sample_mapping"]
+    sequence_ids = [enc.sequence_ids(i) for i in range(len(enc["input_ids"]))]
+    out["offsets_start"] = [[o[0] if s == 1 else -1 for s, o in zip(seq, row)]
+                            for seq, row in zip(sequence_ids, enc["offset_mapping"])]
+    out["offsets_end"] = [[o[1] if s == 1 else -1 for s, o in zip(seq, row)]
+                          for seq, row in zip(sequence_ids, enc["offset_mapping"])]
+    return out
+
+
+def numpy_lists(outputs) -> dict[str, list]:
+    for value in outputs.values():
+        assert value.dtype == tf.int32
+    return {k: v.numpy().tolist() for k, v in outputs.items()}
+
+
+def assert_rows_equal(ours, ref, inputs) -> None:
+    assert sorted(ours) == sorted(ref)
+    for key in ref:
+        assert len(ours[key]) == len(ref[key]), key
+        for row, (a, b) in enumerate(zip(ours[key], ref[key])):
+            assert a == b, f"{key} differs in row {row} ({inputs[row]!r}):\n graph {a}\n HF    {b}"
+
+
+@pytest.mark.parametrize("name", ["uncased", "cased", "lower_keep_accents"])
+def test_tokenize_with_offsets_matches_hf(hf_tokenizers, graph_tokenizer, name):
+    ours = graph_tokens_with_offsets(graph_tokenizer(name, 64), OFFSET_TEXTS)
+    assert_rows_equal(ours, hf_tokens_with_offsets(hf_tokenizers[name], OFFSET_TEXTS),
+                      OFFSET_TEXTS)
+
+
+def test_offsets_point_into_the_original_text(graph_tokenizer):
+    texts = ["Café au lait", "x\u200bİy", "cafe\u0301 ok"]
+    ours = graph_tokens_with_offsets(graph_tokenizer("uncased", 64), texts)
+    spans = [list(zip(s, e)) for s, e in zip(ours["starts"], ours["ends"])]
+    # cafe | au | lai ##t: "é" is one character of the original although NFD made it two.
+    assert spans[0] == [(0, 4), (5, 7), (8, 11), (11, 12)] and ours["word_ids"][0] == [0, 1, 2, 2]
+    # xi ##y: the deleted zero-width space lies inside "xi", and İ -> i (mark stripped).
+    assert spans[1] == [(0, 3), (3, 4)]
+    # A deleted combining mark at the end of a word is outside it.
+    assert spans[2] == [(0, 4), (6, 8)]
+
+
+@pytest.mark.parametrize("name", ["uncased", "lower_keep_accents"])
+def test_offsets_of_every_character_match_hf(hf_tokenizers, graph_tokenizer, name):
+    # Every BMP character and the plane 1 symbols, in and out of words (as the id test above):
+    # deletions, expansions and CJK isolation at every position of a word.
+    code_points = [*range(0xD800), *range(0xE000, 0x10000), *range(0x1F000, 0x1FB00)]
+    texts = [f"a{c}b {c}{c} É{c}" for c in map(chr, code_points)]
+    gt, tok = graph_tokenizer(name, 128), hf_tokenizers[name]
+    ours = graph_tokens_with_offsets(gt, texts)
+    ref = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+    bad = [
+        hex(c) for i, c in enumerate(code_points)
+        if list(zip(ours["starts"][i], ours["ends"][i])) != ref["offset_mapping"][i]
+        or ours["ids"][i] != ref["input_ids"][i]
+        or ours["word_ids"][i] != ref.word_ids(i)
+    ]
+    assert not bad, bad[:20]
+
+
+def test_added_token_offsets_raw_and_normalized(bundled_dir):
+    tok = transformers.AutoTokenizer.from_pretrained(str(bundled_dir))
+    tok.add_tokens(["Foo-Bar", "qwzx", AddedToken("Zorp", normalized=False), "ÉTÉ"])
+    tok.add_special_tokens({"additional_special_tokens": ["<ent>"]})
+    texts = [
+        "foo-bar FOO-BAR Foo-Bar xqwzxy zorp Zorp<ent>x <ENT>",
+        "FOO-BARqwzx [MASK]<ent>[SEP]",
+        "été ÉTÉ e\u0301te\u0301 \u200bqwzx\u200b a\u00adqwzx",
+        "nothing added here",
+        "",
+    ]
+    gt = GraphBertTokenizer.from_hf_tokenizer(tok, 32)
+    assert_rows_equal(graph_tokens_with_offsets(gt, texts), hf_tokens_with_offsets(tok, texts),
+                      texts)
+    assert_rows_equal(numpy_lists(gt.encode_with_offsets(tf.constant(texts))),
+                      hf_encode_with_offsets(tok, texts, 32), texts)
+
+
+@pytest.mark.parametrize("max_length", MAX_LENGTHS)
+@pytest.mark.parametrize("name", ["uncased", "cased"])
+def test_encode_with_offsets_matches_hf_and_call(hf_tokenizers, graph_tokenizer, name,
+                                                 max_length):
+    gt = graph_tokenizer(name, max_length)
+    ours = numpy_lists(gt.encode_with_offsets(tf.constant(OFFSET_TEXTS)))
+    assert_rows_equal(ours, hf_encode_with_offsets(hf_tokenizers[name], OFFSET_TEXTS, max_length),
+                      OFFSET_TEXTS)
+    plain = graph_encode(gt, OFFSET_TEXTS)
+    assert {k: ours[k] for k in plain} == plain
+
+
+@pytest.mark.parametrize("stride", [0, 1, 4, 10])
+@pytest.mark.parametrize("max_length", [13, 64])
+def test_encode_windows_match_hf_overflow(hf_tokenizers, graph_tokenizer, max_length, stride):
+    texts = OFFSET_TEXTS + [words(n) for n in (max_length - 3, max_length - 2, max_length - 1)]
+    gt = graph_tokenizer("uncased", max_length)
+    ours = numpy_lists(gt.encode_windows(tf.constant(texts), stride))
+    ref = hf_encode_with_offsets(hf_tokenizers["uncased"], texts, max_length, stride)
+    assert_rows_equal(ours, ref, [texts[i] for i in ref["window_to_example"]])
+    assert len(ref["input_ids"]) > len(texts)
+
+
+def test_left_side_offsets_and_windows(bundled_dir):
+    tok = transformers.AutoTokenizer.from_pretrained(str(bundled_dir))
+    tok.padding_side = "left"
+    tok.truncation_side = "left"
+    gt = GraphBertTokenizer.from_hf_tokenizer(tok, 13)
+    texts = OFFSET_TEXTS[:30] + [LONG_PARAGRAPH, ""]
+    assert_rows_equal(numpy_lists(gt.encode_with_offsets(tf.constant(texts))),
+                      hf_encode_with_offsets(tok, texts, 13), texts)
+    ref = hf_encode_with_offsets(tok, texts, 13, 3)
+    assert_rows_equal(numpy_lists(gt.encode_windows(tf.constant(texts), 3)), ref,
+                      [texts[i] for i in ref["window_to_example"]])
+
+
+def qa_pairs(tok, max_length: int, stride: int, max_query_length: int
+             ) -> tuple[list[str], list[str]]:
+    """Varied questions with contexts of every kind of length for the window arithmetic."""
+    questions = [
+        text for text in OFFSET_TEXTS
+        if text.strip() and cut_question(tok, text, max_query_length) is not None
+    ]
+    contexts = [OFFSET_TEXTS[(7 * i + 3) % len(OFFSET_TEXTS)] for i in range(len(questions))]
+    # Around the boundaries: one window exactly full, one token over, window starts, plus a
+    # context of over a thousand word pieces.
+    question = "who is there"  # 3 pieces
+    room = max_length - 3 - 3
+    step = room - stride
+    for n in sorted({0, 1, room - 1, room, room + 1, room + step - 1, room + step,
+                     room + step + 1, room + 2 * step, room + 2 * step + 1}):
+        questions.append(question)
+        contexts.append(words(n))
+    questions += ["what " * (max_query_length + 5), "when?"]
+    contexts += [" ".join(CORPUS) + LONG_PARAGRAPH, LONG_PARAGRAPH + " " + LONG_PARAGRAPH]
+    return questions, contexts
+
+
+QA_SETTINGS = [(32, 0, 8), (32, 5, 8), (64, 16, 20), (128, 40, 64), (384, 128, 64)]
+
+
+@pytest.mark.parametrize("max_length, stride, max_query_length", QA_SETTINGS)
+def test_qa_windows_match_hf(hf_tokenizers, graph_tokenizer, max_length, stride,
+                             max_query_length):
+    tok = hf_tokenizers["uncased"]
+    questions, contexts = qa_pairs(tok, max_length, stride, max_query_length)
+    gt = graph_tokenizer("uncased", max_length)
+    ours = numpy_lists(gt.encode_qa_windows(
+        tf.constant(questions), tf.constant(contexts), stride, max_query_length
+    ))
+    ref = hf_qa_windows(tok, questions, contexts, max_length, stride, max_query_length)
+    pairs = [(questions[i], contexts[i][:60]) for i in ref["window_to_example"]]
+    assert_rows_equal(ours, ref, pairs)
+    assert len(ours["input_ids"][0]) == max_length
+    assert max(len(tok(c)["input_ids"]) for c in contexts) > 1000
+
+
+def test_qa_windows_left_side_and_cased(bundled_dir, hf_tokenizers, graph_tokenizer):
+    questions, contexts = qa_pairs(hf_tokenizers["uncased"], 32, 4, 8)
+    ours = numpy_lists(graph_tokenizer("cased", 32).encode_qa_windows(
+        tf.constant(questions), tf.constant(contexts), 4, 8
+    ))
+    assert_rows_equal(ours, hf_qa_windows(hf_tokenizers["cased"], questions, contexts, 32, 4, 8),
+                      questions)
+    tok = transformers.AutoTokenizer.from_pretrained(str(bundled_dir))
+    tok.padding_side = "left"
+    tok.truncation_side = "left"
+    ours = numpy_lists(GraphBertTokenizer.from_hf_tokenizer(tok, 32).encode_qa_windows(
+        tf.constant(questions), tf.constant(contexts), 4, 8
+    ))
+    assert_rows_equal(ours, hf_qa_windows(tok, questions, contexts, 32, 4, 8), questions)
+
+
+def test_qa_questions_are_cut_after_word_pieces(hf_tokenizers, graph_tokenizer):
+    # Uncased NFD splits each Hangul syllable into three pieces: cutting the question *text* at
+    # the 5th piece's end keeps the whole second syllable (6 pieces); the graph keeps exactly 5.
+    tok = hf_tokenizers["uncased"]
+    question = "문장입니다"
+    ids = tok(question, add_special_tokens=False)["input_ids"]
+    assert len(ids) == 13 and cut_question(tok, question, 5) is None
+    out = graph_tokenizer("uncased", 32).encode_qa_windows(
+        tf.constant([question]), tf.constant(["context"]), 4, 5
+    )
+    assert out["input_ids"].numpy()[0].tolist() == (
+        [tok.cls_token_id] + ids[:5] + [tok.sep_token_id] + tok("context")["input_ids"][1:]
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 # errors
 
 
@@ -354,8 +614,29 @@ def test_rejects_max_seq_length_below_special_tokens(hf_tokenizers):
         GraphBertTokenizer.from_hf_tokenizer(hf_tokenizers["uncased"], 2)
 
 
+def test_rejects_strides_without_room(graph_tokenizer):
+    gt = graph_tokenizer("uncased", 32)
+    texts = tf.constant(["a"])
+    gt.encode_windows(texts, 29)  # 30 tokens of room
+    with pytest.raises(ConfigError, match="stride 30 must be at least 0 and smaller than the 30"):
+        gt.encode_windows(texts, 30)
+    with pytest.raises(ConfigError, match="stride -1"):
+        gt.encode_windows(texts, -1)
+    with pytest.raises(ConfigError, match="smaller than the 21 context tokens"):
+        gt.encode_qa_windows(texts, texts, 21, 8)
+    with pytest.raises(ConfigError, match="leaves no room for the context"):
+        gt.encode_qa_windows(texts, texts, 0, 29)
+    with pytest.raises(ConfigError, match="max_query_length must be at least 1"):
+        gt.encode_qa_windows(texts, texts, 0, 0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
+        gt.encode_qa_windows(texts, tf.constant(["a", "b"]), 4, 8)
+
+
 # ----------------------------------------------------------------------------------------------
 # SavedModel
+
+
+_WINDOW_STRIDE, _DOC_STRIDE, _MAX_QUERY_LENGTH = 5, 8, 16
 
 
 class _Serving(tf.Module):
@@ -371,20 +652,48 @@ class _Serving(tf.Module):
     def tokenize_pairs(self, texts, text_pairs):
         return self.tokenizer(texts, text_pairs)
 
+    # Ragged outputs: a restored tf.function, not a signature (signatures return dense tensors).
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def tokenize_with_offsets(self, texts):
+        return self.tokenizer.tokenize_with_offsets(texts)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def encode_with_offsets(self, texts):
+        return self.tokenizer.encode_with_offsets(texts)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def encode_windows(self, texts):
+        return self.tokenizer.encode_windows(texts, _WINDOW_STRIDE)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2)
+    def encode_qa_windows(self, questions, contexts):
+        return self.tokenizer.encode_qa_windows(questions, contexts, _DOC_STRIDE, _MAX_QUERY_LENGTH)
+
 
 _LOADER = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
     import tensorflow_text  # registers the ops the SavedModel uses
-    export_dir, texts_file = sys.argv[1], sys.argv[2]
-    texts = json.loads(open(texts_file, encoding="utf-8").read())
+    export_dir, inputs_file = sys.argv[1], sys.argv[2]
+    inputs = json.loads(open(inputs_file, encoding="utf-8").read())
+    texts = inputs["texts"]
     loaded = tf.saved_model.load(export_dir)
     single = loaded.signatures["serving_default"](texts=tf.constant(texts))
     pairs = loaded.signatures["pairs"](
         texts=tf.constant(texts), text_pairs=tf.constant(texts[::-1]))
+    offsets = loaded.tokenize_with_offsets(tf.constant(texts))
+    encoded = loaded.signatures["encode_with_offsets"](texts=tf.constant(texts))
+    windows = loaded.signatures["windows"](texts=tf.constant(texts))
+    qa = loaded.signatures["qa_windows"](
+        questions=tf.constant(inputs["questions"]), contexts=tf.constant(inputs["contexts"]))
+    as_lists = lambda outputs: {k: v.numpy().tolist() for k, v in outputs.items()}
     print(json.dumps({
-        "single": {k: v.numpy().tolist() for k, v in single.items()},
-        "pairs": {k: v.numpy().tolist() for k, v in pairs.items()},
+        "single": as_lists(single),
+        "pairs": as_lists(pairs),
+        "offsets": dict(zip(["ids", "starts", "ends", "word_ids"], [r.to_list() for r in offsets])),
+        "encoded": as_lists(encoded),
+        "windows": as_lists(windows),
+        "qa": as_lists(qa),
     }))
 """)
 
@@ -395,12 +704,18 @@ def test_savedmodel_round_trip_in_fresh_process(hf_tokenizers, graph_tokenizer, 
     export_dir = tmp_path / "tokenizer"
     tf.saved_model.save(module, str(export_dir), signatures={
         "serving_default": module.tokenize, "pairs": module.tokenize_pairs,
+        "encode_with_offsets": module.encode_with_offsets, "windows": module.encode_windows,
+        "qa_windows": module.encode_qa_windows,
     })
-    texts_file = tmp_path / "texts.json"
-    texts_file.write_text(json.dumps(CORPUS), encoding="utf-8")
+    questions, contexts = qa_pairs(tok, 64, _DOC_STRIDE, _MAX_QUERY_LENGTH)
+    inputs_file = tmp_path / "inputs.json"
+    inputs_file.write_text(
+        json.dumps({"texts": CORPUS, "questions": questions, "contexts": contexts}),
+        encoding="utf-8",
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
-        [sys.executable, "-c", _LOADER, str(export_dir), str(texts_file)],
+        [sys.executable, "-c", _LOADER, str(export_dir), str(inputs_file)],
         capture_output=True, text=True, env=env, timeout=300, cwd=str(Path(tmp_path)),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -408,3 +723,9 @@ def test_savedmodel_round_trip_in_fresh_process(hf_tokenizers, graph_tokenizer, 
     assert_same(result["single"], hf_encode(tok, CORPUS, None, 64), CORPUS)
     pairs = CORPUS[::-1]
     assert_same(result["pairs"], hf_encode(tok, CORPUS, pairs, 64), CORPUS, pairs)
+    assert_rows_equal(result["offsets"], hf_tokens_with_offsets(tok, CORPUS), CORPUS)
+    assert_rows_equal(result["encoded"], hf_encode_with_offsets(tok, CORPUS, 64), CORPUS)
+    ref = hf_encode_with_offsets(tok, CORPUS, 64, _WINDOW_STRIDE)
+    assert_rows_equal(result["windows"], ref, [CORPUS[i] for i in ref["window_to_example"]])
+    ref = hf_qa_windows(tok, questions, contexts, 64, _DOC_STRIDE, _MAX_QUERY_LENGTH)
+    assert_rows_equal(result["qa"], ref, [questions[i] for i in ref["window_to_example"]])

@@ -1,0 +1,127 @@
+"""NER and QA SavedModels answer raw text in a fresh process, agreeing with the Python-side pipeline."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.test_question_answering import CONTEXT, squad_file
+
+RUN = """
+import json, sys
+import tensorflow_text  # registers the tokenizer ops before loading
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+out = serve(**{k: tf.constant(v) for k, v in json.loads(sys.argv[2]).items()})
+print(json.dumps({k: (v.numpy().tolist() if v.dtype != tf.string else
+                      [[b.decode() for b in row] if isinstance(row, list) else row.decode()
+                       for row in v.numpy().tolist()]) for k, v in out.items()}))
+"""
+
+
+def serve_fresh(path, args: dict) -> dict:
+    result = subprocess.run([sys.executable, "-c", RUN, str(path), json.dumps(args)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+NER_TEXTS = [
+    "I love Paris so much",
+    "Tokyo and Berlin are both big , said Ángela Merkel",
+    "zero\u200bwidth Ab\u00adcd and 中文 text with emoji 😀 in NEW YORK",
+    "",
+    "short",
+    " ".join(f"w{i}" for i in range(80)),  # longer than max_seq_length: truncated at serving
+]
+
+
+@pytest.fixture(scope="module")
+def ner_experiment(tiny_model_dir, tmp_path_factory):
+    from tfbert.config import load_config
+    from tfbert.experiment import build_experiment
+
+    tmp = tmp_path_factory.mktemp("ner-export")
+    rows = [{"tokens": ["I", "love", c, "so", "much"], "tags": ["O", "O", "B-LOC", "O", "O"]}
+            for c in ["Paris", "Berlin", "New York"]] * 4
+    rows += [{"tokens": ["Ángela", "Merkel", "said"], "tags": ["B-PER", "I-PER", "O"]}] * 4
+    path = tmp / "ner.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = load_config(None, [
+        f"model.name_or_path={tiny_model_dir}", "task.type=token_classification", f"data.train_file={path}",
+        "data.max_seq_length=24", f"training.output_dir={tmp / 'run'}", "training.metric_for_best_model=loss",
+    ])
+    return build_experiment(config), tmp
+
+
+def test_ner_saved_model_matches_python_pipeline(ner_experiment):
+    from tfbert.evaluation.ner_predict import predict_entities
+
+    experiment, tmp = ner_experiment
+    path = experiment.task.export(experiment.model, experiment.tokenizer, experiment.label_names, tmp / "sm",
+                                  experiment.config)
+    served = serve_fresh(path, {"text": NER_TEXTS})
+    expected = predict_entities(experiment.model, experiment.tokenizer, NER_TEXTS, experiment.label_names, 24)
+    assert sum(len(e) for e in expected) > 0  # the random head tags something, so grouping is exercised
+    for row, entities in enumerate(expected):
+        n = served["num_entities"][row]
+        assert n == len(entities), (NER_TEXTS[row], served, entities)
+        got = [(served["entity_type"][row][i], served["entity_start"][row][i], served["entity_end"][row][i],
+                served["entity_text"][row][i]) for i in range(n)]
+        assert got == [(e.type, e.start, e.end, e.text) for e in entities]
+        np.testing.assert_allclose(served["entity_score"][row][:n], [e.score for e in entities], atol=1e-4)
+        for _, start, end, text in got:
+            assert NER_TEXTS[row][start:end] == text
+
+
+def test_group_entities_rules():
+    from tfbert.evaluation.entities import group_entities
+
+    text = "Ann Lee met Bob in New York"
+    spans = [(0, 3), (4, 7), (8, 11), (12, 15), (16, 18), (19, 22), (23, 27)]
+    tags = ["B-PER", "I-PER", "O", "I-PER", "O", "B-LOC", "I-LOC"]  # I- after O opens (IOB1)
+    entities = group_entities(text, tags, spans, [1.0, 0.5, 1, 1, 1, 1, 1])
+    assert [(e.type, e.text) for e in entities] == [("PER", "Ann Lee"), ("PER", "Bob"), ("LOC", "New York")]
+    assert entities[0].score == 0.75
+    bioes = group_entities(text, ["S-PER", "S-PER", "O", "B-PER", "E-PER", "B-LOC", "I-ORG"], spans, [1] * 7)
+    assert [(e.type, e.text) for e in bioes] == [("PER", "Ann"), ("PER", "Lee"), ("PER", "Bob in"), ("LOC", "New"),
+                                                  ("ORG", "York")]
+
+
+def test_qa_saved_model_matches_python_pipeline(tiny_model_dir, tmp_path):
+    from tfbert.config import load_config
+    from tfbert.data.qa_features import prepare_qa_features
+    from tfbert.data.squad import QAExample
+    from tfbert.evaluation.predict import predict_per_token
+    from tfbert.evaluation.qa_decoding import decode_predictions
+    from tfbert.experiment import build_experiment
+    from tfbert.data.encoding import EncodedSplit
+    from tfbert.modeling.span_head import END, START
+
+    path = squad_file(tmp_path / "squad.json")
+    config = load_config(None, [
+        f"model.name_or_path={tiny_model_dir}", "task.type=question_answering", f"data.train_file={path}",
+        "data.max_seq_length=48", "data.doc_stride=12", "data.max_query_length=12", "task.max_answer_length=8",
+        f"training.output_dir={tmp_path / 'run'}", "training.metric_for_best_model=loss",
+    ])
+    experiment = build_experiment(config)
+    exported = experiment.task.export(experiment.model, experiment.tokenizer, [], tmp_path / "sm", config)
+    pairs = [("Where is the tower?", CONTEXT), ("Who designed it?", "Gustave Eiffel’s company — in Paris, 1889."),
+             ("Is this a long question " + "with many words " * 10 + "?", CONTEXT[:120]), ("Empty?", "Nothing here.")]
+    examples = [QAExample(id=str(i), title="", article_index=0, context=c, question=q, answers=[])
+                for i, (q, c) in enumerate(pairs)]
+    features = prepare_qa_features(examples, experiment.tokenizer, 48, 12, training=False, max_query_length=12)
+    logits = predict_per_token(experiment.model, EncodedSplit(features.features, None), 8,
+                               experiment.tokenizer.pad_token_id)
+    expected = decode_predictions(logits[START], logits[END], features, examples, n_best_size=20, max_answer_length=8)
+    served = serve_fresh(exported, {"question": [q for q, _ in pairs], "context": [c for _, c in pairs]})
+    for i, (_, context) in enumerate(pairs):
+        want = expected[str(i)]
+        assert served["answer"][i] == want.text
+        assert (served["answer_start"][i], served["answer_end"][i]) == (want.start_char, want.end_char)
+        if want.start_char >= 0:
+            assert context[want.start_char:want.end_char] == want.text
+            assert served["score"][i] == pytest.approx(want.score, abs=1e-4)
