@@ -91,24 +91,31 @@ def test_group_entities_rules():
                                                   ("ORG", "York")]
 
 
-def test_qa_saved_model_matches_python_pipeline(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def qa_export(tiny_model_dir, tmp_path_factory):
     from tfbert.config import load_config
+    from tfbert.experiment import build_experiment
+
+    tmp = tmp_path_factory.mktemp("qa-export")
+    path = squad_file(tmp / "squad.json")
+    config = load_config(None, [
+        f"model.name_or_path={tiny_model_dir}", "task.type=question_answering", f"data.train_file={path}",
+        "data.max_seq_length=48", "data.doc_stride=12", "data.max_query_length=12", "task.max_answer_length=8",
+        f"training.output_dir={tmp / 'run'}", "training.metric_for_best_model=loss",
+    ])
+    experiment = build_experiment(config)
+    return experiment, experiment.task.export(experiment.model, experiment.tokenizer, [], tmp / "sm", config)
+
+
+def test_qa_saved_model_matches_python_pipeline(qa_export):
+    from tfbert.data.encoding import EncodedSplit
     from tfbert.data.qa_features import prepare_qa_features
     from tfbert.data.squad import QAExample
     from tfbert.evaluation.predict import predict_per_token
     from tfbert.evaluation.qa_decoding import decode_predictions
-    from tfbert.experiment import build_experiment
-    from tfbert.data.encoding import EncodedSplit
     from tfbert.modeling.span_head import END, START
 
-    path = squad_file(tmp_path / "squad.json")
-    config = load_config(None, [
-        f"model.name_or_path={tiny_model_dir}", "task.type=question_answering", f"data.train_file={path}",
-        "data.max_seq_length=48", "data.doc_stride=12", "data.max_query_length=12", "task.max_answer_length=8",
-        f"training.output_dir={tmp_path / 'run'}", "training.metric_for_best_model=loss",
-    ])
-    experiment = build_experiment(config)
-    exported = experiment.task.export(experiment.model, experiment.tokenizer, [], tmp_path / "sm", config)
+    experiment, exported = qa_export
     pairs = [("Where is the tower?", CONTEXT), ("Who designed it?", "Gustave Eiffel’s company — in Paris, 1889."),
              ("Is this a long question " + "with many words " * 10 + "?", CONTEXT[:120]), ("Empty?", "Nothing here.")]
     examples = [QAExample(id=str(i), title="", article_index=0, context=c, question=q, answers=[])
@@ -125,3 +132,27 @@ def test_qa_saved_model_matches_python_pipeline(tiny_model_dir, tmp_path):
         if want.start_char >= 0:
             assert context[want.start_char:want.end_char] == want.text
             assert served["score"][i] == pytest.approx(want.score, abs=1e-4)
+
+
+def test_predict_tool_on_ner_and_qa(ner_experiment, qa_export, tmp_path, capsys):
+    from tfbert.cli import common
+    from tfbert.cli import predict as predict_cli
+
+    experiment, tmp = ner_experiment
+    ner_dir = tmp / "sm"
+    if not ner_dir.exists():
+        experiment.task.export(experiment.model, experiment.tokenizer, experiment.label_names, ner_dir,
+                               experiment.config)
+    assert common.run(predict_cli.main, ["--saved-model", str(ner_dir), "--json", "I love Paris"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["text"] == "I love Paris" and isinstance(record["entities"], list)
+
+    _, qa_dir = qa_export
+    pairs = tmp_path / "qa.jsonl"
+    pairs.write_text(json.dumps({"question": "Where is it?", "context": CONTEXT}) + "\n")
+    assert common.run(predict_cli.main, ["--saved-model", str(qa_dir), "--json", "--file", str(pairs)]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["answer"] == CONTEXT[record["start"]:record["end"]] or record["start"] == -1
+    pairs.write_text('{"question": "Where?", "context": "In Paris."}\nnot json\n')
+    assert common.run(predict_cli.main, ["--saved-model", str(qa_dir), "--file", str(pairs)]) == 2
+    assert "qa.jsonl, line 2: expected a JSON object with 'question' and 'context'" in capsys.readouterr().err
