@@ -68,18 +68,25 @@ def export_saved_model(model, hf_tokenizer, label_names: list[str], directory: s
                                  input_signature=[text_spec, pair_spec])
     else:
         serve_text = tf.function(lambda text: module.classify_text(text), input_signature=[text_spec])
-    id_specs = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
-    serve_ids = tf.function(lambda features: module.classify_ids(**features), input_signature=[id_specs])
-    module.serve_text, module.serve_ids = serve_text, serve_ids
+    serve_ids = tf.function(lambda features: module.classify_ids(**features), input_signature=[token_id_specs(input_names)])
+    return save_serving_module(module, directory, serve_text, serve_ids, label_names)
 
-    signatures = {
-        SIGNATURE_TEXT: serve_text.get_concrete_function(),
-        SIGNATURE_IDS: serve_ids.get_concrete_function(),
-    }
+
+def token_id_specs(input_names: list[str]) -> dict[str, tf.TensorSpec]:
+    """The `serve_token_ids` signature: int32 [batch, seq] per model input."""
+    return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
+
+
+def save_serving_module(module: tf.Module, directory: str | Path, serve_text, serve_ids,
+                        label_names: list[str] | None = None) -> Path:
+    """Save `module` with its two signatures to `directory`, atomically; label names as an asset."""
+    module.serve_text, module.serve_ids = serve_text, serve_ids
+    signatures = {SIGNATURE_TEXT: serve_text.get_concrete_function(), SIGNATURE_IDS: serve_ids.get_concrete_function()}
     with atomic_directory(directory) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
-        (tmp / "assets.extra").mkdir(exist_ok=True)
-        (tmp / "assets.extra" / "labels.txt").write_text("\n".join(label_names) + "\n", encoding="utf-8")
+        if label_names:
+            (tmp / "assets.extra").mkdir(exist_ok=True)
+            (tmp / "assets.extra" / "labels.txt").write_text("\n".join(label_names) + "\n", encoding="utf-8")
     return Path(directory)
 
 

@@ -22,9 +22,8 @@ import tensorflow as tf
 
 from tfbert.config import ExperimentConfig
 from tfbert.evaluation.entities import PREFIXES, split_tag
-from tfbert.serving.export import SIGNATURE_IDS, SIGNATURE_TEXT
+from tfbert.serving.export import save_serving_module, token_id_specs
 from tfbert.serving.graph_tokenizer import GraphBertTokenizer
-from tfbert.utils.files import atomic_directory
 
 
 def _shift_right(x: tf.Tensor, fill) -> tf.Tensor:
@@ -132,14 +131,7 @@ def export_ner_saved_model(model, hf_tokenizer, label_names: list[str], director
     graph_tokenizer = GraphBertTokenizer.from_hf_tokenizer(hf_tokenizer, config.data.max_seq_length)
     input_names = [n for n in hf_tokenizer.model_input_names if n in model.input_names]
     module = NerServingModule(model, graph_tokenizer, label_names, input_names)
-    module.serve_text = tf.function(lambda text: module.recognize(text),
-                                    input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    id_specs = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
-    module.serve_ids = tf.function(lambda features: module.token_logits(features), input_signature=[id_specs])
-    signatures = {SIGNATURE_TEXT: module.serve_text.get_concrete_function(),
-                  SIGNATURE_IDS: module.serve_ids.get_concrete_function()}
-    with atomic_directory(directory) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        (tmp / "assets.extra").mkdir(exist_ok=True)
-        (tmp / "assets.extra" / "labels.txt").write_text("\n".join(label_names) + "\n", encoding="utf-8")
-    return Path(directory)
+    serve_text = tf.function(lambda text: module.recognize(text),
+                             input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    serve_ids = tf.function(lambda features: module.token_logits(features), input_signature=[token_id_specs(input_names)])
+    return save_serving_module(module, directory, serve_text, serve_ids, label_names)

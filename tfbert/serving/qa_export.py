@@ -18,9 +18,8 @@ import tensorflow as tf
 
 from tfbert.config import ExperimentConfig
 from tfbert.modeling.span_head import END, START
-from tfbert.serving.export import SIGNATURE_IDS, SIGNATURE_TEXT
+from tfbert.serving.export import save_serving_module, token_id_specs
 from tfbert.serving.graph_tokenizer import GraphBertTokenizer
-from tfbert.utils.files import atomic_directory
 
 _NEG_INF = float("-inf")
 
@@ -97,14 +96,9 @@ def export_qa_saved_model(model, hf_tokenizer, directory: str | Path, config: Ex
     input_names = [n for n in hf_tokenizer.model_input_names if n in model.input_names]
     module = QAServingModule(model, graph_tokenizer, input_names, d.doc_stride, d.max_query_length,
                              config.task.n_best_size, config.task.max_answer_length)
-    module.serve_text = tf.function(
+    serve_text = tf.function(
         lambda question, context: module.answer(question, context),
         input_signature=[tf.TensorSpec([None], tf.string, name="question"),
                          tf.TensorSpec([None], tf.string, name="context")])
-    id_specs = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
-    module.serve_ids = tf.function(lambda features: module.span_logits(features), input_signature=[id_specs])
-    signatures = {SIGNATURE_TEXT: module.serve_text.get_concrete_function(),
-                  SIGNATURE_IDS: module.serve_ids.get_concrete_function()}
-    with atomic_directory(directory) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-    return Path(directory)
+    serve_ids = tf.function(lambda features: module.span_logits(features), input_signature=[token_id_specs(input_names)])
+    return save_serving_module(module, directory, serve_text, serve_ids)
