@@ -13,9 +13,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfbert import distribute
 from tfbert.config import ExperimentConfig
 from tfbert.data.encoding import EncodedSplit
 from tfbert.data.pipeline import make_dataset
+from tfbert.data.tfrecords import load_task_data
 from tfbert.errors import ConfigError
 from tfbert.modeling.freezing import apply_freezing
 from tfbert.modeling.task_model import TaskModel
@@ -119,7 +121,7 @@ def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: 
 
 
 def build_model(config: ExperimentConfig, task: Task, num_labels: int, input_names: list[str],
-                total_steps: int) -> TaskModel:
+                total_steps: int, steps_per_execution: Optional[int] = None) -> TaskModel:
     """Backbone + head, frozen as configured, compiled with the configured optimizer.
 
     Call inside the strategy's scope. ``model.name_or_path`` may also be a fine-tuned tfbert
@@ -136,7 +138,7 @@ def build_model(config: ExperimentConfig, task: Task, num_labels: int, input_nam
         check_sequence_length(backbone.config, config.data.max_seq_length)
         apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
         model = task.build_model(backbone, config, num_labels, input_names)
-    compile_model(model, config, total_steps, task)
+    compile_model(model, config, total_steps, task, steps_per_execution)
     return model
 
 
@@ -148,11 +150,12 @@ def check_sequence_length(backbone_config, max_seq_length: int) -> None:
                           f"{positions} position embeddings")
 
 
-def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: int, task: Optional[Task] = None) -> None:
+def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: int, task: Optional[Task] = None,
+                  steps_per_execution: Optional[int] = None) -> None:
     """The configured optimizer and the task's loss and metrics."""
     task = task or get_task(config.task.type)
     optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16")
-    model.compile(optimizer=optimizer, steps_per_execution=config.training.steps_per_execution,
+    model.compile(optimizer=optimizer, steps_per_execution=steps_per_execution or config.training.steps_per_execution,
                   **task.compile_args())
 
 
@@ -177,7 +180,8 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
     strategy = strategy or tf.distribute.get_strategy()
     task = get_task(config.task.type)
     tokenizer = load_tokenizer(config.model.name_or_path)
-    data = task.load_data(config, tokenizer, seed=config.training.seed, label_names=_checkpoint_labels(config))
+    # From the configured files, or already tokenized from data.tfrecords (tools/make_tfrecords.py).
+    data = load_task_data(task, config, tokenizer, config.training.seed, _checkpoint_labels(config))
     if "train" not in data.splits:
         raise ConfigError("config key 'data.train_file': training needs a training file")
     task.check_monitor(config.training.metric_for_best_model, "validation" in data.splits)
@@ -189,22 +193,31 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
         )
     t = config.training
     drop_remainder = config.data.padding == "max_length"
+    dist = config.distribution
     plan = BatchPlan(
         num_examples=len(data.splits["train"]),
         per_replica_batch_size=t.per_device_train_batch_size,
-        num_replicas=strategy.num_replicas_in_sync,
+        num_replicas=distribute.num_replicas(strategy, dist),
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         num_train_epochs=t.num_train_epochs,
         steps_per_execution=t.steps_per_execution,
         drop_remainder=drop_remainder,
+        strategy=distribute.strategy_kind(strategy),
+        pipeline_stages=len(dist.pipeline_splits or []) + 1,
+        pipeline_schedule=dist.pipeline_schedule,
     )
     datasets = {
-        name: make_split_dataset(config, split, name == "train", tokenizer.pad_token_id, plan.global_batch_size,
-                                 drop_remainder)
+        name: distribute.shard_by_data(make_split_dataset(
+            config, split, name == "train", tokenizer.pad_token_id, plan.dataset_batch_size, drop_remainder))
         for name, split in data.splits.items()
     }
+    datasets["train"] = plan.limit_epoch(datasets["train"])  # IPU: whole executions per epoch
     input_names = [n for n in tokenizer.model_input_names if n in data.splits["train"].features] + ["attention_mask"]
     with strategy.scope():
-        model = build_model(config, task, num_labels, input_names, plan.total_optimizer_steps)
+        model = build_model(config, task, num_labels, input_names, plan.total_optimizer_steps, plan.steps_per_execution)
+        # IPU: the SDK's accumulation (and pipelining) options, which are never saved with a model.
+        model = distribute.prepare_model(
+            model, strategy, t.gradient_accumulation_steps, dist, config.model.pooling,
+            compile_fn=lambda m: compile_model(m, config, plan.total_optimizer_steps, task, plan.steps_per_execution))
     return Experiment(config=config, task=task, model=model, tokenizer=tokenizer, data=data, plan=plan,
                       strategy=strategy, datasets=datasets)

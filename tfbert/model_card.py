@@ -81,7 +81,7 @@ def render_model_card(config: ExperimentConfig, plan: BatchPlan, history: list[d
         columns = [k for k in history[0] if k not in ("epoch", "seconds", "learning_rate", "loss")]
         header = ["Training Loss", "Epoch", "Step"] + [_title(k) for k in columns]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        updates_per_epoch = max(1, plan.batches_per_epoch // plan.gradient_accumulation_steps)
+        updates_per_epoch = max(1, plan.dataset_batches_per_epoch // plan.batches_per_update)
         for record in history:
             cells = [f"{record.get('loss', float('nan')):.4f}", str(record["epoch"]),
                      str(record["epoch"] * updates_per_epoch)]

@@ -1,4 +1,4 @@
-"""`tools/train.py --config X.yaml [--set key=value ...] [--strategy default]`."""
+"""`tools/train.py --config X.yaml [--set key=value ...] [--strategy {default,mirrored,multiworker,tpu,ipu,auto}]`."""
 from __future__ import annotations
 
 import argparse
@@ -12,8 +12,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="tfbert-train", description="Fine-tune a BERT-family model.")
     common.add_config_args(parser)
-    parser.add_argument("--strategy", default="default", choices=STRATEGIES,
-                        help="tf.distribute strategy (default: one device)")
+    parser.add_argument("--strategy", default=None, choices=STRATEGIES,
+                        help="tf.distribute strategy; overrides distribution.strategy (default there: one device). "
+                             "multiworker reads TF_CONFIG (tools/launch_local.py sets it for N local workers)")
     args = parser.parse_args(argv)
     common.quiet_libraries()
     from tfbert.config import load_config

@@ -103,7 +103,8 @@ class MetricsLog(tf_keras.callbacks.Callback):
         learning_rate = inner.learning_rate
         if isinstance(learning_rate, tf_keras.optimizers.schedules.LearningRateSchedule):
             learning_rate = learning_rate(inner.iterations)
-        record["learning_rate"] = float(np.asarray(learning_rate))
+        # get_value reads plain and mirrored (distributed) variables alike.
+        record["learning_rate"] = float(tf_keras.backend.get_value(learning_rate))
         record.update({k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
         self.history.append(record)
         self.path.parent.mkdir(parents=True, exist_ok=True)

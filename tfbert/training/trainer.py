@@ -1,10 +1,13 @@
 """One training run end to end: build, fit, evaluate, save, export, write the model card."""
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
+from typing import Optional
 
 from tfbert.config import ExperimentConfig
+from tfbert import distribute
 from tfbert.distribute import choose_strategy
 from tfbert.errors import ConfigError
 from tfbert.experiment import Experiment, build_experiment
@@ -28,19 +31,32 @@ def prepare_output_dir(config: ExperimentConfig) -> Path:
     return out
 
 
-def train(config: ExperimentConfig, strategy_name: str = "default", log=print) -> dict:
-    """Train as configured; returns a summary with paths and metrics."""
-    out = prepare_output_dir(config)
-    strategy = choose_strategy(strategy_name)
-    started = time.perf_counter()
-    experiment = build_experiment(config, strategy)
-    (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    log(f"plan: {experiment.plan.describe()}")
-    experiment.fit()
-    train_seconds = time.perf_counter() - started
-    summary = finish_run(experiment, log)
-    summary["train_seconds"] = round(train_seconds, 1)
-    write_json(out / "run_summary.json", summary)
+def train(config: ExperimentConfig, strategy_name: Optional[str] = None, log=print) -> dict:
+    """Train as configured on `strategy_name` (default: ``distribution.strategy``); returns a summary.
+
+    The strategy is chosen first (it may need TensorFlow untouched). Under multiworker every worker
+    runs the whole run, but only the chief writes into ``training.output_dir``.
+    """
+    strategy = choose_strategy(strategy_name, config.distribution, log=log)
+    kind = distribute.strategy_kind(strategy)
+    if config.distribution.strategy != kind:
+        config = copy.deepcopy(config)
+        config.distribution.strategy = kind  # config.yaml records what actually ran
+    if not distribute.is_chief(strategy):
+        log = lambda *_: None  # noqa: E731 - the chief reports; the others would repeat it
+    with distribute.writer_config(config, strategy) as config:
+        out = prepare_output_dir(config)
+        started = time.perf_counter()
+        experiment = build_experiment(config, strategy)
+        (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        log(f"plan: {experiment.plan.describe()}")
+        experiment.fit()
+        train_seconds = time.perf_counter() - started
+        summary = finish_run(experiment, log)
+        summary["train_seconds"] = round(train_seconds, 1)
+        write_json(out / "run_summary.json", summary)
+        # No worker may leave (and tear down its collective runtime) while another still works.
+        distribute.barrier(strategy)
     return summary
 
 
@@ -56,10 +72,12 @@ def finish_run(experiment: Experiment, log=print) -> dict:
         write_json(out / "eval_results.json", evaluation)
         summary["eval"] = {"split": split, **evaluation["metrics"]}
         log(f"{split}: {experiment.task.summary(evaluation)}")
-    model_dir = save_pretrained(out / "model", experiment.model, experiment.tokenizer, config, experiment.label_names)
+    # The saved and exported model is the standard one (an IPU-pipelined model shares its variables).
+    model = distribute.serving_model(experiment.model)
+    model_dir = save_pretrained(out / "model", model, experiment.tokenizer, config, experiment.label_names)
     summary["model_dir"] = str(model_dir)
     if config.export.at_end:
-        export_dir = experiment.task.export(experiment.model, experiment.tokenizer, experiment.label_names,
+        export_dir = experiment.task.export(model, experiment.tokenizer, experiment.label_names,
                                             out / config.export.dir_name, config)
         summary["saved_model"] = str(export_dir)
         log(f"SavedModel: {export_dir}")
