@@ -8,7 +8,7 @@ import pytest
 
 from tfbert.config import DataConfig
 from tfbert.data.classification import load_classification_data
-from tfbert.data.encoding import EncodedSplit, select_rows, tokenize_split
+from tfbert.data.encoding import EncodedSplit, select_rows
 from tfbert.data.pipeline import default_bucket_boundaries, make_dataset
 from tfbert.data.readers import read_table
 from tfbert.errors import DataError
@@ -63,13 +63,13 @@ def test_stratified_split_is_seeded_and_keeps_shares(spam_file, tokenizer):
     config = spam_config(spam_file, test_split=0.25, validation_split=0.25)
     a = load_classification_data(config, tokenizer, seed=1)
     b = load_classification_data(config, tokenizer, seed=1)
-    assert a.texts["test"] == b.texts["test"]
+    assert a.extras["test"] == b.extras["test"]
     sizes = {k: len(v) for k, v in a.splits.items()}
     assert sizes == {"train": 24, "test": 12, "validation": 12}
     for split in a.splits.values():
         assert split.labels.mean() == pytest.approx(0.5)  # 50/50 kept in every split
     c = load_classification_data(config, tokenizer, seed=2)
-    assert c.texts["test"] != a.texts["test"]
+    assert c.extras["test"] != a.extras["test"]
 
 
 @pytest.mark.parametrize("content,pattern", [

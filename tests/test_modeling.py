@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 
 from tfbert.errors import ConfigError, ModelError
 from tfbert.modeling.classifier import build_sequence_classifier

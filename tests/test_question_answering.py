@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATA
 
 CONTEXT = ("The Eiffel Tower is a wrought-iron lattice tower in Paris. It was designed by the company of "
            "Gustave Eiffel and completed in 1889 for the World's Fair. ") * 3

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SHARED_DATA, write_spam_tsv
+from tests.conftest import ROOT, SHARED_DATA
 from tfbert.config import load_config
 from tfbert.experiment import build_experiment
 from tfbert.pretrained import BUNDLED_PREFIX

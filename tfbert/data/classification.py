@@ -1,31 +1,16 @@
 """Sequence-classification data: files -> validated rows -> label ids -> tokenized splits."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 from tfbert.config import DataConfig
-from tfbert.data.encoding import EncodedSplit, tokenize_split
+from tfbert.data.encoding import tokenize_split
 from tfbert.data.labels import encode_labels, infer_label_names
 from tfbert.data.readers import check_texts, read_table, require_columns
 from tfbert.data.splits import stratified_split
+from tfbert.data.task_data import TaskData
 from tfbert.errors import DataError
-
-
-@dataclass
-class ClassificationData:
-    """Tokenized train/validation/test splits, the label names (index = id) and raw texts."""
-
-    label_names: list[str]
-    splits: dict[str, EncodedSplit] = field(default_factory=dict)
-    texts: dict[str, list] = field(default_factory=dict)
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.label_names)}
 
 
 def _text_columns(config: DataConfig) -> list[str]:
@@ -43,7 +28,7 @@ def _read_split(path: str, config: DataConfig, with_labels: bool):
 
 def load_classification_data(
     config: DataConfig, tokenizer, seed: int, label_names: Optional[list[str]] = None
-) -> ClassificationData:
+) -> TaskData:
     """Read the configured files, map labels, split if asked, tokenize each split once.
 
     `label_names` (e.g. from a trained model) fixes the label order; otherwise ``data.labels``
@@ -82,9 +67,9 @@ def load_classification_data(
             rows["train"] = (kept, kept_ids, path)
             rows[split] = (held, held_ids, f"{path} ({split} split)")
 
-    data = ClassificationData(label_names=list(names or []))
+    data = TaskData(label_names=list(names or []))
     for split, (dataset, ids, _) in rows.items():
-        data.texts[split] = [dataset[c] for c in _text_columns(config)]
+        data.extras[split] = [dataset[c] for c in _text_columns(config)]
         data.splits[split] = tokenize_split(
             dataset, tokenizer, config.text_column, config.text_pair_column, config.max_seq_length, ids
         )

@@ -6,7 +6,6 @@ in its own module and registers itself in `tfbert.tasks`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,25 +13,8 @@ import tf_keras
 
 from tfbert.config import ExperimentConfig
 from tfbert.errors import ConfigError
-from tfbert.data.encoding import EncodedSplit
+from tfbert.data.task_data import TaskData
 from tfbert.modeling.task_model import TaskModel
-
-
-@dataclass
-class TaskData:
-    """Tokenized splits (model inputs + labels), label names and whatever evaluation needs.
-
-    `extras[split]` holds task-specific data for a split, e.g. raw examples and window offsets
-    for QA or word-level tags for NER.
-    """
-
-    label_names: list[str]
-    splits: dict[str, EncodedSplit] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.label_names)}
 
 
 class Task:

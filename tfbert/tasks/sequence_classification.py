@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
 
 import tf_keras
 
@@ -26,8 +25,7 @@ class SequenceClassification(Task):
             data_config = dataclasses.replace(
                 data_config, train_file=splits.get("train"), validation_file=splits.get("validation"),
                 test_file=splits.get("test"), validation_split=0.0, test_split=0.0)
-        data = load_classification_data(data_config, tokenizer, seed=seed, label_names=label_names)
-        return TaskData(label_names=data.label_names, splits=data.splits, extras=data.texts)
+        return load_classification_data(data_config, tokenizer, seed=seed, label_names=label_names)
 
     def build_model(self, backbone, config, num_labels, input_names):
         return build_sequence_classifier(

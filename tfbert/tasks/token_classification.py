@@ -42,7 +42,7 @@ class TokenClassification(Task):
         names = label_names or d.labels
         if names is None:
             if "train" not in sentences:
-                raise DataError(f"labels unknown: set data.labels or data.train_file")
+                raise DataError("labels unknown: set data.labels or data.train_file")
             names = _tag_order(infer_label_names(t for s in sentences["train"] for t in s.tags))
             # B-X implies I-X exists for continuation subwords and for prediction.
             names = _tag_order(sorted(set(names) | {"I-" + n[2:] for n in names if n != "O"}))
