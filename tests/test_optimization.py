@@ -110,3 +110,37 @@ def test_batch_plan_arithmetic_and_errors():
         BatchPlan(num_examples=10, per_replica_batch_size=32, drop_remainder=True)
     with pytest.raises(ConfigError, match="steps_per_execution"):
         BatchPlan(num_examples=10, per_replica_batch_size=5, steps_per_execution=4)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_adam_update_matches_tf_keras(name):
+    """The fused dense update (a speed fix) changes no result beyond float rounding."""
+    from tfbert.training.optimization import NO_DECAY_NAMES, FusedAdam, FusedAdamW
+
+    config = OptimizerConfig(name=name, learning_rate=1e-2, weight_decay=0.01 if name == "adamw" else 0.0)
+    fused = make_optimizer(config, total_steps=10)
+    assert isinstance(fused, FusedAdamW if name == "adamw" else FusedAdam)
+    stock_cls = tf_keras.optimizers.AdamW if name == "adamw" else tf_keras.optimizers.Adam
+    extra = {"weight_decay": config.weight_decay} if name == "adamw" else {}
+    stock = stock_cls(learning_rate=make_schedule(config, 10), global_clipnorm=config.max_grad_norm,
+                      beta_1=config.adam_beta1, beta_2=config.adam_beta2, epsilon=config.adam_epsilon,
+                      jit_compile=False, **extra)
+    if name == "adamw":
+        stock.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
+    init = np.random.default_rng(0).normal(size=(20, 6)).astype("float32")
+    results = []
+    for optimizer in (fused, stock):
+        dense, table = tf.Variable(init), tf.Variable(init)
+        rng = np.random.default_rng(1)
+
+        @tf.function
+        def step(g, rows, opt=optimizer, dense=dense, table=table):
+            opt.apply_gradients([(g, dense), (tf.IndexedSlices(rows, tf.constant([1, 4, 4])), table)])
+
+        for _ in range(5):
+            step(tf.constant(rng.normal(size=(20, 6)).astype("float32")),
+                 tf.constant(rng.normal(size=(3, 6)).astype("float32")))
+        results.append((dense.numpy(), table.numpy()))
+    assert np.abs(results[1][0] - init).max() > 1e-2  # it trained
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-5)
+    np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-6)
