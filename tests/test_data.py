@@ -151,3 +151,15 @@ def test_select_rows_reorders():
     values, splits = picked.features["input_ids"]
     assert values.tolist() == [1, 1, 2] and splits.tolist() == [0, 1, 3]
     assert picked.labels.tolist() == [2, 0]
+
+
+def test_cross_entropy_rows_and_matrix_agree():
+    from tfbert.evaluation.classification import softmax_cross_entropy
+
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    labels = np.array([0, 2])
+    expected = -np.mean([2 - np.log(np.exp([2, 0, -1]).sum()), 3 - np.log(np.exp([0.5, 0.5, 3]).sum())])
+    assert softmax_cross_entropy(logits, labels) == pytest.approx(expected)
+    assert softmax_cross_entropy(list(logits), labels) == pytest.approx(expected)
+    assert softmax_cross_entropy([np.array([1.0, 1.0]), np.array([0.0, 0.0, 0.0])], [0, 1]) == \
+        pytest.approx(np.mean([np.log(2), np.log(3)]))

@@ -156,3 +156,17 @@ def test_predict_tool_on_ner_and_qa(ner_experiment, qa_export, tmp_path, capsys)
     pairs.write_text('{"question": "Where?", "context": "In Paris."}\nnot json\n')
     assert common.run(predict_cli.main, ["--saved-model", str(qa_dir), "--file", str(pairs)]) == 2
     assert "qa.jsonl, line 2: expected a JSON object with 'question' and 'context'" in capsys.readouterr().err
+
+
+def test_export_tool_uses_the_tasks_serving_module(ner_experiment, tmp_path):
+    """tools/export.py on a NER model writes the entity-returning SavedModel, not a classifier."""
+    from tfbert.cli import common
+    from tfbert.cli import export as export_cli
+    from tfbert.modeling.saving import save_pretrained
+
+    experiment, _ = ner_experiment
+    model_dir = save_pretrained(tmp_path / "model", experiment.model, experiment.tokenizer, experiment.config,
+                                experiment.label_names)
+    assert common.run(export_cli.main, ["--model", str(model_dir), "--output", str(tmp_path / "sm")]) == 0
+    served = serve_fresh(tmp_path / "sm", {"text": ["I love Paris"]})
+    assert "entity_type" in served and "num_entities" in served

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tfbert.cli import common
 
@@ -15,12 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     common.quiet_libraries()
 
     from tfbert.modeling.saving import load_pretrained
-    from tfbert.serving.export import export_saved_model
+    from tfbert.tasks import get_task
 
     loaded = load_pretrained(args.model)
-    path = export_saved_model(loaded.model, loaded.tokenizer, loaded.label_names, args.output,
-                              max_seq_length=loaded.config.data.max_seq_length,
-                              text_pairs=bool(loaded.config.data.text_pair_column))
+    # The task knows its serving module (classification, NER entities, QA spans).
+    path = get_task(loaded.config.task.type).export(loaded.model, loaded.tokenizer, loaded.label_names,
+                                                    Path(args.output), loaded.config)
     print(f"SavedModel: {path}")
     print(f"inspect: saved_model_cli show --dir {path} --all")
     return 0

@@ -10,7 +10,6 @@ Three padding modes:
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
@@ -115,11 +114,6 @@ def make_dataset(
     # last batch on these machines (shared/STACK-NOTES.md); a fixed prefetch avoids it.
     options.autotune.enabled = False
     return dataset.with_options(options).prefetch(2)
-
-
-def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = False) -> int:
-    """Batches in one epoch if batches were cut in order (bucketing adds at most one per bucket)."""
-    return num_examples // batch_size if drop_remainder else math.ceil(num_examples / batch_size)
 
 
 def padding_stats(split: EncodedSplit, batch_size: int, padding: str, max_seq_length: int,

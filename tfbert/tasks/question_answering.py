@@ -11,20 +11,12 @@ from tfbert.data.encoding import EncodedSplit
 from tfbert.data.qa_features import prepare_qa_features
 from tfbert.data.squad import read_squad, reference_answers, select_articles
 from tfbert.errors import DataError
+from tfbert.evaluation.classification import softmax_cross_entropy
 from tfbert.evaluation.predict import predict_per_token
 from tfbert.evaluation.qa_decoding import decode_predictions
 from tfbert.evaluation.squad_metrics import span_accuracy, squad_evaluate
 from tfbert.modeling.span_head import END, START, build_span_model
 from tfbert.tasks.base import Task, TaskData
-
-
-def _window_cross_entropy(logits: list[np.ndarray], gold: np.ndarray) -> float:
-    """Mean over windows of -log softmax(logits)[gold]."""
-    total = 0.0
-    for row, gold_index in zip(logits, gold):
-        shifted = row - row.max()
-        total -= float(shifted[gold_index] - np.log(np.exp(shifted).sum()))
-    return total / max(len(gold), 1)
 
 
 class QuestionAnswering(Task):
@@ -87,7 +79,7 @@ class QuestionAnswering(Task):
         gold_start, gold_end = encoded.labels[START], encoded.labels[END]
         spans = span_accuracy([l.argmax() for l in logits[START]], [l.argmax() for l in logits[END]],
                               gold_start, gold_end)
-        loss = 0.5 * (_window_cross_entropy(logits[START], gold_start) + _window_cross_entropy(logits[END], gold_end))
+        loss = 0.5 * (softmax_cross_entropy(logits[START], gold_start) + softmax_cross_entropy(logits[END], gold_end))
         report = {
             "num_examples": len(examples), "num_windows": len(features),
             "exact_match": scores["exact_match"], "f1": scores["f1"], "loss": loss, **spans,

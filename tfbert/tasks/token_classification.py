@@ -11,6 +11,7 @@ from tfbert.data.encoding import IGNORE_INDEX
 from tfbert.data.labels import infer_label_names
 from tfbert.data.token_alignment import encode_tagged, word_predictions
 from tfbert.errors import DataError
+from tfbert.evaluation.classification import softmax_cross_entropy
 from tfbert.evaluation.ner_metrics import entity_metrics
 from tfbert.evaluation.predict import predict_per_token
 from tfbert.modeling.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
@@ -89,16 +90,12 @@ class TokenClassification(Task):
         return export_ner_saved_model(model, tokenizer, label_names, directory, config)
 
 
+
 def _masked_loss(logits: list[np.ndarray], labels) -> float:
     """Mean token cross-entropy over labelled positions of a split."""
-    total, count = 0.0, 0
-    for row, values in enumerate(logits):
-        gold = labels.values[labels.row_splits[row]:labels.row_splits[row + 1]]
-        keep = gold != IGNORE_INDEX
-        if not keep.any():
-            continue
-        shifted = values[keep] - values[keep].max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        total -= float(log_probs[np.arange(keep.sum()), gold[keep]].sum())
-        count += int(keep.sum())
-    return total / max(count, 1)
+    gold = [labels.values[labels.row_splits[r]:labels.row_splits[r + 1]] for r in range(len(logits))]
+    keep = [g != IGNORE_INDEX for g in gold]
+    rows = [l[k] for l, k in zip(logits, keep)]
+    if not any(len(r) for r in rows):
+        return 0.0
+    return softmax_cross_entropy(np.concatenate(rows), np.concatenate([g[k] for g, k in zip(gold, keep)]))
