@@ -203,7 +203,6 @@ def worker_tfbert(spec: dict) -> dict:
     import tensorflow as tf
     _tf_threads(tf, spec["threads"])
     import tf_keras
-    import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
     sys.path.insert(0, str(ROOT))
     from tfbert.config import load_config
     from tfbert.experiment import build_experiment
@@ -214,8 +213,9 @@ def worker_tfbert(spec: dict) -> dict:
         f"data.train_file={spec['train_tsv']}", f"data.test_file={spec['heldout_tsv']}", "data.format=tsv",
         "data.text_column=sentence", "data.label_column=label", f"data.max_seq_length={spec['max_seq_length']}",
         f"training.per_device_train_batch_size={spec['batch_size']}", f"optimizer.learning_rate={spec['learning_rate']}",
-        "training.num_train_epochs=1", f"training.seed={spec['seed']}", f"training.output_dir={out}",
+        f"training.max_steps={spec['steps']}", f"training.seed={spec['seed']}", f"training.output_dir={out}",
         "training.overwrite_output_dir=true", "training.tensorboard=false", "export.at_end=false",
+        *spec.get("tfbert_set", []),
     ])
     experiment = build_experiment(config)
     if experiment.plan.total_optimizer_steps != spec["steps"]:
@@ -662,6 +662,8 @@ def main(argv=None) -> int:
     parser.add_argument("--infer-texts", type=int, default=1024)
     parser.add_argument("--no-doc", action="store_true", help="print the section instead of writing docs/")
     parser.add_argument("--json", help="also write all raw results here")
+    parser.add_argument("--tfbert-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for the tfbert contender (repeatable), e.g. data.padding=bucket")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -703,7 +705,7 @@ def main(argv=None) -> int:
     try:
         spec = dict(prepare_data(args, workdir), model_dir=str(model_dir), steps=args.steps,
                     batch_size=args.batch_size, max_seq_length=args.max_seq_length, learning_rate=args.learning_rate,
-                    threads=args.threads, seed=args.seed, workdir=str(workdir),
+                    threads=args.threads, seed=args.seed, workdir=str(workdir), tfbert_set=args.tfbert_set,
                     latency_texts=args.latency_texts, throughput_texts=args.throughput_texts)
         peak = run_worker("peak", dict(spec, matmul_n=1024 if args.smoke else 4096), workdir, args.timeout)
         print(f"[peak] float32 matmul {peak['gflops']:.1f} GFLOP/s", flush=True)

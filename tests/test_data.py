@@ -9,7 +9,8 @@ import pytest
 from tfbert.config import DataConfig
 from tfbert.data.classification import load_classification_data
 from tfbert.data.encoding import EncodedSplit, select_rows
-from tfbert.data.pipeline import default_bucket_boundaries, make_dataset
+from tfbert.data.pipeline import bucket_sizes, default_bucket_boundaries, make_dataset
+from tfbert.training.batch_plan import BatchPlan
 from tfbert.data.readers import read_table
 from tfbert.errors import DataError
 
@@ -130,6 +131,31 @@ def test_bucketing_pads_to_few_shapes_and_keeps_every_example():
     real = sum(lengths)
     bucket_tokens = sum(min(b for b in default_bucket_boundaries(128) if b >= n) for n in lengths)
     assert bucket_tokens < 1.3 * real  # padding waste bounded by the bucket ladder
+
+
+@pytest.mark.parametrize("boundaries,drop", [(None, False), (None, True), ([16, 32], False)])
+def test_planned_batches_per_epoch_are_the_bucketed_pipeline_s(boundaries, drop):
+    """Each bucket ends an epoch with its own partial batch: the plan (and so the learning-rate
+    schedule) counts those batches instead of assuming ceil(examples / batch)."""
+    lengths = np.random.default_rng(1).integers(3, 100, size=500)
+    split = _ragged_split(list(lengths))
+    dataset = make_dataset(split, batch_size=32, padding="bucket", max_seq_length=100, shuffle=True,
+                           drop_remainder=drop, bucket_boundaries=boundaries)
+    batches = list(dataset)
+    plan = BatchPlan(num_examples=500, per_replica_batch_size=32, drop_remainder=drop,
+                     bucket_sizes=bucket_sizes(lengths, 100, boundaries))
+    assert plan.batches_per_epoch == len(batches)
+    assert len(batches) < 500 // 32 if drop else len(batches) > 500 // 32 + 1
+    if boundaries:  # lengths past the last configured boundary go to a max_seq_length bucket
+        assert {int(x["input_ids"].shape[1]) for x, _ in batches} == {16, 32, 100}
+
+
+def test_max_steps_sets_the_epochs_and_the_schedule_length():
+    plan = BatchPlan(num_examples=4096, per_replica_batch_size=32, max_steps=128, bucket_sizes=(2000, 1000, 1096))
+    assert plan.batches_per_epoch == 63 + 32 + 35
+    assert plan.total_optimizer_steps == 128 and plan.epochs == 1 and plan.steps_per_epoch_for_fit == 128
+    longer = BatchPlan(num_examples=100, per_replica_batch_size=10, gradient_accumulation_steps=2, max_steps=12)
+    assert (longer.epochs, longer.total_micro_steps, longer.total_optimizer_steps) == (3, 24, 12)
 
 
 def test_max_length_padding_is_static_and_drops_remainder():

@@ -144,3 +144,19 @@ def test_fused_adam_update_matches_tf_keras(name):
     assert np.abs(results[1][0] - init).max() > 1e-2  # it trained
     np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-5)
     np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-6)
+
+
+@pytest.mark.parametrize("weight_decay,decays", [(0.0, False), (0.01, True)])
+def test_zero_weight_decay_costs_no_pass_over_the_weights(weight_decay, decays):
+    """tf_keras' AdamW multiplies and rewrites every weight each step even when the decay is 0."""
+    optimizer = make_optimizer(OptimizerConfig(name="adamw", weight_decay=weight_decay), total_steps=10)
+    variable = tf.Variable(np.ones((4, 3), "float32"), name="dense/kernel")
+    optimizer.build([variable])
+
+    @tf.function
+    def decay():
+        optimizer._apply_weight_decay([variable])
+        return tf.constant(0)
+
+    ops = {op.type for op in decay.get_concrete_function().graph.get_operations()}
+    assert bool(ops & {"AssignVariableOp", "AssignSubVariableOp"}) == decays

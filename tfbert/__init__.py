@@ -13,8 +13,16 @@ from tfbert.config import ExperimentConfig, load_config
 from tfbert.errors import ConfigError, DataError, ModelError, TfbertError
 from tfbert.experiment import Experiment, build_experiment
 from tfbert.modeling.saving import load_pretrained, save_pretrained
-from tfbert.serving.export import export_saved_model, load_saved_model
 from tfbert.training.trainer import train
+
+
+def __getattr__(name: str):
+    # The serving functions pull in tensorflow-text (~100 MB resident); training does not need it.
+    if name in ("export_saved_model", "load_saved_model"):
+        from tfbert.serving import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module 'tfbert' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 

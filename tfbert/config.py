@@ -103,6 +103,8 @@ class TrainingConfig:
     output_dir: str = "runs/experiment"
     overwrite_output_dir: bool = False
     num_train_epochs: float = 3.0
+    #: Optimizer updates to run; > 0 overrides num_train_epochs (as in Hugging Face's TrainingArguments).
+    max_steps: int = -1
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
     gradient_accumulation_steps: int = 1
@@ -348,6 +350,7 @@ def validate(config: ExperimentConfig) -> None:
     _require(o.name == "adamw" or o.weight_decay == 0, "optimizer.weight_decay",
              "plain Adam has no decoupled weight decay; use optimizer.name: adamw")
     _require(t.num_train_epochs > 0, "training.num_train_epochs", "must be > 0")
+    _require(t.max_steps == -1 or t.max_steps >= 1, "training.max_steps", "must be >= 1, or -1 to use num_train_epochs")
     _require(t.per_device_train_batch_size >= 1, "training.per_device_train_batch_size", "must be >= 1")
     _require(t.per_device_eval_batch_size >= 1, "training.per_device_eval_batch_size", "must be >= 1")
     _require(t.gradient_accumulation_steps >= 1, "training.gradient_accumulation_steps", "must be >= 1")

@@ -15,7 +15,7 @@ import tf_keras
 from tfbert import distribute
 from tfbert.config import ExperimentConfig
 from tfbert.data.encoding import EncodedSplit
-from tfbert.data.pipeline import make_dataset
+from tfbert.data.pipeline import bucket_sizes, make_dataset
 from tfbert.data.tfrecords import load_task_data
 from tfbert.errors import ConfigError
 from tfbert.modeling.freezing import apply_freezing
@@ -156,6 +156,11 @@ def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: 
     optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16")
     model.compile(optimizer=optimizer, steps_per_execution=steps_per_execution or config.training.steps_per_execution,
                   **task.compile_args())
+    # Create Adam's slots now: created inside the first traced step, they make tf.function trace
+    # the whole train step twice (slower first step, and the discarded graph's memory).
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if hasattr(inner, "build"):
+        inner.build(model.trainable_variables)
 
 
 def _checkpoint_labels(config: ExperimentConfig) -> Optional[list[str]]:
@@ -199,11 +204,14 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
         num_replicas=distribute.num_replicas(strategy, dist),
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
         steps_per_execution=t.steps_per_execution,
         drop_remainder=drop_remainder,
         strategy=distribute.strategy_kind(strategy),
         pipeline_stages=len(dist.pipeline_splits or []) + 1,
         pipeline_schedule=dist.pipeline_schedule,
+        bucket_sizes=(bucket_sizes(data.splits["train"].lengths, config.data.max_seq_length, config.data.bucket_boundaries)
+                      if config.data.padding == "bucket" else ()),
     )
     datasets = {
         name: distribute.shard_by_data(make_split_dataset(

@@ -30,6 +30,21 @@ def default_bucket_boundaries(max_seq_length: int) -> list[int]:
     return [b for b in _DEFAULT_BOUNDARIES if b < max_seq_length] + [max_seq_length]
 
 
+def _boundaries(max_seq_length: int, bucket_boundaries: Optional[list[int]]) -> list[int]:
+    if not bucket_boundaries:
+        return default_bucket_boundaries(max_seq_length)
+    # The last bucket must take the longest examples (bucket_by_sequence_length pads to a boundary).
+    return [b for b in bucket_boundaries if b < max_seq_length] + [max_seq_length]
+
+
+def bucket_sizes(lengths: np.ndarray, max_seq_length: int,
+                 bucket_boundaries: Optional[list[int]] = None) -> tuple[int, ...]:
+    """Examples per bucket of ``bucket`` padding: bucket i holds lengths in (boundary[i-1], boundary[i]]."""
+    boundaries = _boundaries(max_seq_length, bucket_boundaries)
+    counts = np.bincount(np.searchsorted(boundaries, lengths), minlength=len(boundaries) + 1)
+    return tuple(int(c) for c in counts if c)
+
+
 def _element_dataset(split: EncodedSplit) -> tf.data.Dataset:
     features = {
         name: tf.RaggedTensor.from_row_splits(values, splits, validate=False)
@@ -85,7 +100,7 @@ def make_dataset(
         padding_values = pad_values
 
     if padding == "bucket":
-        boundaries = list(bucket_boundaries or default_bucket_boundaries(max_seq_length))
+        boundaries = _boundaries(max_seq_length, bucket_boundaries)
         # bucket_by_sequence_length pads bucket i to boundaries[i] - 1, so shift by one.
         dataset = dataset.bucket_by_sequence_length(
             element_length_func=lambda x, *_: tf.shape(x["input_ids"])[0],

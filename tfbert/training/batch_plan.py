@@ -43,8 +43,18 @@ class BatchPlan:
     strategy: str = "default"
     pipeline_stages: int = 1
     pipeline_schedule: str = "grouped"
+    #: Examples per length bucket when batches are formed per bucket (``data.padding: bucket``):
+    #: every bucket ends an epoch with its own partial batch, so an epoch has more batches than
+    #: ceil(examples / batch) and the learning-rate schedule must count them.
+    bucket_sizes: tuple[int, ...] = ()
+    #: Optimizer updates to run; > 0 replaces num_train_epochs by the (fractional) epochs they take.
+    max_steps: int = -1
 
     def __post_init__(self) -> None:
+        if self.max_steps > 0 and self.dataset_batches_per_epoch >= 1:
+            # Frozen dataclass; every step count below derives from the epoch count.
+            object.__setattr__(self, "num_train_epochs",
+                               self.max_steps * self.batches_per_update / self.batches_per_epoch)
         if self.num_examples < 1:
             raise ConfigError("training data: no examples to train on")
         if self.strategy in STATIC_SHAPE_STRATEGIES and not self.drop_remainder:
@@ -122,9 +132,11 @@ class BatchPlan:
     @property
     def dataset_batches_per_epoch(self) -> int:
         """Batches the `tf.data` pipeline yields per epoch."""
+        batch = self.dataset_batch_size
+        groups = self.bucket_sizes or (self.num_examples,)
         if self.drop_remainder:
-            return self.num_examples // self.dataset_batch_size
-        return math.ceil(self.num_examples / self.dataset_batch_size)
+            return sum(n // batch for n in groups)
+        return sum(math.ceil(n / batch) for n in groups)
 
     @property
     def batches_per_epoch(self) -> int:
