@@ -23,12 +23,12 @@ import tf_keras
 from tf_keras.src.engine.training import reduce_per_replica
 
 
-
 def _deduplicated(grad: tf.IndexedSlices) -> tf.IndexedSlices:
     """The same gradient with each row index once (repeated rows summed)."""
     rows, position = tf.unique(grad.indices)
     values = tf.math.unsorted_segment_sum(grad.values, position, tf.shape(rows)[0])
     return tf.IndexedSlices(values, rows, grad.dense_shape)
+
 
 @tf_keras.utils.register_keras_serializable(package="tfbert")
 class TaskModel(tf_keras.Model):
@@ -88,8 +88,8 @@ class TaskModel(tf_keras.Model):
         # clipping of those rows overstates the norm (repeated tokens are not summed first) and by a
         # different amount once replicas concatenate their slices. Summing repeated rows makes the
         # norm exact; replicas and accumulators get dense gradients so that all strategies agree.
-        # On one device the rows stay sparse until the optimizer, so clipping scales a few
-        # thousand rows instead of the whole 30k-row matrix (docs/benchmarks.md).
+        # On one device the rows stay sparse until the optimizer, so clipping scales only the rows
+        # of the batch's tokens instead of the whole 30k-row matrix (docs/benchmarks.md).
         keep_sparse = not tf.distribute.has_strategy() and self.gradient_accumulation_steps == 1
         grads = [_deduplicated(g) if keep_sparse and isinstance(g, tf.IndexedSlices)
                  else None if g is None else tf.convert_to_tensor(g) for g in grads]
