@@ -27,14 +27,12 @@ _DEFAULT_BOUNDARIES = (8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96
 
 def default_bucket_boundaries(max_seq_length: int) -> list[int]:
     """Padded lengths: a short geometric ladder up to `max_seq_length` (always included)."""
-    return [b for b in _DEFAULT_BOUNDARIES if b < max_seq_length] + [max_seq_length]
+    return _boundaries(max_seq_length, None)
 
 
 def _boundaries(max_seq_length: int, bucket_boundaries: Optional[list[int]]) -> list[int]:
-    if not bucket_boundaries:
-        return default_bucket_boundaries(max_seq_length)
     # The last bucket must take the longest examples (bucket_by_sequence_length pads to a boundary).
-    return [b for b in bucket_boundaries if b < max_seq_length] + [max_seq_length]
+    return [b for b in (bucket_boundaries or _DEFAULT_BOUNDARIES) if b < max_seq_length] + [max_seq_length]
 
 
 def bucket_sizes(lengths: np.ndarray, max_seq_length: int,
