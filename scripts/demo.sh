@@ -15,3 +15,6 @@ echo "== Predictions of the exported SavedModel on unseen messages (data/sms_spa
 .venv/bin/python tools/predict.py --saved-model "$RUN/saved_model" --file data/sms_spam/unseen.txt
 echo
 echo "Model card: $RUN/README.md   metrics: $RUN/eval_results.json   SavedModel: $RUN/saved_model"
+echo "Report (figures, plan, hyperparameters; open in a browser): $RUN/report.html"
+echo "The model directory is a transformers directory; without tfbert:"
+echo "  .venv/bin/python -c \"from transformers import pipeline; print(pipeline('text-classification', model='$RUN/model', framework='tf', dtype=None)('WIN a FREE phone'))\""

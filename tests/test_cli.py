@@ -129,8 +129,13 @@ def test_interrupted_training_keeps_finished_checkpoints(tiny_config):
     experiment = build_experiment(tiny_config("training.num_train_epochs=3"))
     with pytest.raises(KeyboardInterrupt):
         experiment.fit(callbacks=experiment.callbacks() + [Interrupt()])
-    last = experiment.output_dir / "checkpoints" / "last"
-    assert sorted(p.name for p in last.iterdir()) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+    from tfbert.training.backup import list_backups, read_state
+
+    backups = list_backups(experiment.output_dir)
+    assert len(backups) == 1 and read_state(backups[0])["epoch"] == 1  # the end of epoch 1, complete
+    assert sorted(p.name for p in backups[0].iterdir()) == ["ckpt.data-00000-of-00001", "ckpt.index",
+                                                            "trainer_state.json"]
+    assert not list((experiment.output_dir / "checkpoints").glob(".*"))
 
 
 def test_tools_script_exit_code_in_a_real_process(tmp_path):

@@ -108,8 +108,52 @@ def test_two_local_workers_match_one_device_and_only_the_chief_writes(recipe, si
         np.testing.assert_allclose(multiworker[key], single_device[key], atol=TOLERANCE, rtol=0, err_msg=key)
     # One writer: two epochs logged once, each checkpoint once, one model and export, scratch gone.
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
-    assert sorted(p.name for p in (out / "checkpoints" / "last").glob("ckpt-*.index")) == ["ckpt-1.index", "ckpt-2.index"]
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-2", "step-4"]
     assert (out / "saved_model" / "saved_model.pb").is_file() and (out / "model" / "labels.json").is_file()
     assert list((out / "logs").rglob("events.out.tfevents.*"))
     assert not [p for p in scratch.iterdir() if p.name.startswith("tfbert-worker")]
     assert json.loads((out / "run_summary.json").read_text())["output_dir"] == str(out)
+
+
+def test_mirrored_run_killed_mid_epoch_resumes_to_the_same_losses(recipe, single_device):
+    tmp, overrides = recipe
+    out = tmp / "mirrored-killed"
+    command = [sys.executable, str(ROOT / "tests" / "kill_driver.py"), "--strategy", "mirrored", *_args(overrides + [
+        "distribution.devices=[/cpu:0, /cpu:1]", "training.per_device_train_batch_size=4", "training.save_steps=1",
+        "export.at_end=false", "training.tensorboard=false", f"training.output_dir={out}"])]
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT, env=_env(KILL_AT="step:7"))
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT, env=_env())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # 4 batches per epoch, 2 per update: the last backup before micro-batch 7 is update 3
+    assert "resuming at step 3 of 4 (epoch 2, batch 2)" in resumed.stdout
+    for key in ("loss", "val_loss"):
+        got = losses(out)[key]
+        # the interrupted epoch's training loss averages only the batches after the resume
+        compare = got[:1] if key == "loss" else got
+        np.testing.assert_allclose(compare, single_device[key][:len(compare)], atol=TOLERANCE, rtol=0, err_msg=key)
+
+
+def test_killed_worker_stops_the_other_and_both_resume_from_the_same_step(recipe, single_device):
+    tmp, overrides = recipe
+    out = tmp / "multiworker-killed"
+    scratch = tmp / "worker-tmp-killed"
+    scratch.mkdir()
+    command = [sys.executable, str(ROOT / "tools" / "launch_local.py"), "--workers", "2",
+               "--script", str(ROOT / "tests" / "kill_driver.py"), "--", *_args(overrides + [
+                   "training.per_device_train_batch_size=4", "training.save_steps=1", "export.at_end=false",
+                   f"training.output_dir={out}"])]
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                            env=_env(KILL_AT="step:6", KILL_WORKER="1", TMPDIR=str(scratch)))
+    assert killed.returncode != 0
+    # the survivor says why it stops, in one line, instead of a collective-ops traceback
+    assert "[worker 0] error: multiworker training stopped:" in killed.stdout, killed.stdout[-3000:]
+    assert "[worker 0] Traceback" not in killed.stdout
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                             env=_env(TMPDIR=str(scratch)))
+    assert resumed.returncode == 0, resumed.stdout[-4000:]
+    assert "[worker 0] resuming at step 3 of 4 (epoch 2, batch 2)" in resumed.stdout
+    assert json.loads((out / "run_summary.json").read_text())["output_dir"] == str(out)
+    assert [json.loads(l)["epoch"] for l in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    np.testing.assert_allclose(losses(out)["val_loss"], single_device["val_loss"], atol=TOLERANCE, rtol=0)
+    assert not [p for p in scratch.iterdir() if p.name.startswith("tfbert-worker")]

@@ -160,3 +160,119 @@ def test_zero_weight_decay_costs_no_pass_over_the_weights(weight_decay, decays):
 
     ops = {op.type for op in decay.get_concrete_function().graph.get_operations()}
     assert bool(ops & {"AssignVariableOp", "AssignSubVariableOp"}) == decays
+
+
+# ---------------------------------------------------------------- layer-wise decay and head rate
+
+def _expected_rate(name: str, base: float, decay: float, head: float, num_layers: int = 2) -> float:
+    """The rate the issue asks for: head (and pooler) at `head`, layer i at base·d^(L-i), embeddings base·d^(L+1)."""
+    if "/encoder/layer_._" in name:
+        index = int(name.split("/encoder/layer_._")[1].split("/")[0])
+        return base * decay ** (num_layers - index)
+    if "/embeddings/" in name:
+        return base * decay ** (num_layers + 1)
+    return head
+
+
+def test_layer_depths_and_multipliers_by_name():
+    from tfbert.training.optimization import layer_depth, learning_rate_multipliers
+
+    names = ["tf_bert_model/bert/embeddings/word_embeddings/weight:0",
+             "tf_electra_model/electra/embeddings_project/kernel:0",
+             "tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0",
+             "tf_distil_bert_model/distilbert/transformer/layer_._5/ffn/lin1/bias:0",
+             "tf_bert_model/bert/pooler/dense/kernel:0", "classifier/kernel:0"]
+    assert [layer_depth(n, 6) for n in names] == [0, 0, 1, 6, 7, 7]
+    # Only names matter: objects with a `name` stand in for the variables.
+    fake = [type("V", (), {"name": n})() for n in names]
+    factors = [m for _, m in learning_rate_multipliers(
+        fake, OptimizerConfig(learning_rate=1e-4, layerwise_lr_decay=0.5, head_learning_rate=1e-3))]
+    assert factors == pytest.approx([0.5 ** 7, 0.5 ** 7, 0.5 ** 6, 0.5, 10.0, 10.0])
+
+
+def test_multiplier_scales_adam_step_weight_decay_and_sparse_rows():
+    config = OptimizerConfig(name="adamw", learning_rate=0.1, weight_decay=0.5, lr_scheduler_type="constant",
+                             max_grad_norm=None, head_learning_rate=0.4)
+    kernel = tf.Variable(np.ones((2, 2), np.float32))
+    table = tf.Variable(np.ones((5, 2), np.float32))
+    optimizer = make_optimizer(config, 10, variables=[])
+    optimizer.set_learning_rate_multipliers([(kernel, 0.25), (table, 2.0)])
+    sparse = tf.IndexedSlices(tf.ones((2, 2)), tf.constant([1, 3]))
+    optimizer.apply_gradients([(tf.zeros_like(kernel), kernel), (sparse, table)])
+    # Zero gradient: only decoupled decay moves the kernel, by lr·factor·wd.
+    np.testing.assert_allclose(kernel.numpy(), 1 - 0.1 * 0.25 * 0.5, rtol=1e-6)
+    # Touched rows: decay, then an Adam step of lr·factor; untouched rows: decay only.
+    decayed = 1 - 0.1 * 2.0 * 0.5
+    np.testing.assert_allclose(table.numpy()[[1, 3]], decayed - 0.2, rtol=1e-5)
+    np.testing.assert_allclose(table.numpy()[[0, 2, 4]], decayed, rtol=1e-6)
+    with pytest.raises(ValueError, match="variables"):
+        make_optimizer(OptimizerConfig(layerwise_lr_decay=0.8), 10)
+
+
+@pytest.mark.parametrize("variant", ["default", "accumulation", "mixed_float16", "mirrored", "freeze_bottom"])
+def test_each_bert_variable_gets_its_rate(variant, tiny_config):
+    """One real Adam update of the tiny BERT: each variable moves by its own rate (Adam's first step
+    is lr·g/(|g|+ε), so the largest change in a variable is its learning rate)."""
+    from tfbert.experiment import build_experiment
+
+    base, decay, head = 1e-2, 0.5, 4e-2
+    overrides = [f"optimizer.learning_rate={base}", f"optimizer.layerwise_lr_decay={decay}",
+                 f"optimizer.head_learning_rate={head}", "optimizer.lr_scheduler_type=constant",
+                 "optimizer.name=adamw", "model.pooling=pooler", "model.classifier_dropout=0.0",
+                 # A random tiny BERT's gradients can be ~1e-6: keep ε far below them.
+                 "optimizer.adam_epsilon=1e-15", "optimizer.max_grad_norm=null"]
+    if variant == "accumulation":
+        overrides.append("training.gradient_accumulation_steps=2")
+    if variant == "mixed_float16":
+        overrides.append("precision.policy=mixed_float16")
+    if variant == "freeze_bottom":
+        overrides += ["training.freeze=bottom", "training.freeze_layers=1"]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"]) if variant == "mirrored" else None
+    experiment = build_experiment(tiny_config(*overrides), strategy)
+    model = experiment.model
+    inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    before = {v.name: v.numpy() for v in model.weights}
+    micro = 2 if variant == "accumulation" else 1
+    # A float16 step whose scaled gradient overflows is skipped (and the scale halved): go on
+    # until exactly one update has been applied.
+    for _ in range(6):
+        before = {v.name: v.numpy() for v in model.weights}
+        model.fit(experiment.train_dataset.repeat(), steps_per_epoch=micro, epochs=1, verbose=0)
+        if int(inner.iterations.numpy()) == 1:
+            break
+    assert int(inner.iterations.numpy()) == 1
+    checked = 0
+    for variable in model.weights:
+        if variable.dtype != tf.float32 or "/key/bias" in variable.name:
+            continue  # softmax ignores a bias shared by all keys: its gradient is rounding noise
+        change = float(np.abs(variable.numpy() - before[variable.name]).max())
+        frozen = variant == "freeze_bottom" and ("/embeddings/" in variable.name or "/layer_._0/" in variable.name)
+        expected = 0.0 if frozen else _expected_rate(variable.name, base, decay, head)
+        assert change == pytest.approx(expected, rel=0.02, abs=1e-7), variable.name
+        checked += 1
+    assert checked > 30
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optimizer.layerwise_lr_decay=0", "config key 'optimizer.layerwise_lr_decay': must be in (0, 1]"),
+    ("optimizer.layerwise_lr_decay=1.2", "config key 'optimizer.layerwise_lr_decay': must be in (0, 1]"),
+    ("optimizer.head_learning_rate=-1e-3", "config key 'optimizer.head_learning_rate': must be > 0 or null"),
+    ("optimizer.head_learning_rate=fast", "config key 'optimizer.head_learning_rate'"),
+])
+def test_llrd_and_head_rate_are_validated(override, message):
+    from tfbert.config import load_config
+
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+
+
+def test_model_card_records_llrd_and_head_rate():
+    from tfbert.config import load_config
+    from tfbert.model_card import hyperparameters
+
+    plain = hyperparameters(load_config(None, []), None)
+    assert "layerwise_lr_decay" not in plain and "head_learning_rate" not in plain
+    tuned = hyperparameters(load_config(None, ["optimizer.layerwise_lr_decay=0.8",
+                                               "optimizer.head_learning_rate=1e-3"]), None)
+    assert tuned["layerwise_lr_decay"].startswith("0.8 ") and tuned["head_learning_rate"].startswith("0.001 ")

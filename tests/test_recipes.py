@@ -69,3 +69,54 @@ def test_recipe_builds(recipe, tiny_model_dir, tmp_path, monkeypatch):
     assert features["input_ids"].shape[0] <= experiment.plan.global_batch_size
     out = experiment.model(features, training=False)
     assert out is not None
+
+
+# ----------------------------------------------------------- every offline recipe ends with a useful model
+
+def test_degenerate_check_catches_constant_and_baseline_models():
+    from tfbert.evaluation.sanity import degenerate_reason
+
+    def report(matrix):
+        return {"confusion_matrix": {"labels": ["ham", "spam"], "matrix": matrix}}
+
+    # The frozen-backbone seed before the fix: "ham" for all 1,115 test messages.
+    assert degenerate_reason("sequence_classification", report([[966, 0], [149, 0]])) == \
+        "predicts ham for every example (1115 of 1115)"
+    # Both classes predicted, yet no better than always answering "ham" (0.866).
+    assert "majority baseline 0.8664" in degenerate_reason("sequence_classification", report([[950, 16], [133, 16]]))
+    assert degenerate_reason("sequence_classification", report([[960, 6], [10, 139]])) is None
+    assert degenerate_reason("token_classification", {"f1": 0.0}) is not None
+    assert degenerate_reason("token_classification", {"f1": 0.31}) is None
+    assert degenerate_reason("question_answering", {"f1": 0.0}) is not None
+    assert degenerate_reason("question_answering", {"f1": 42.0}) is None
+
+
+#: Optimizer updates per offline recipe: enough for a model that works to show it on 2 CPU cores.
+BRIEF_STEPS = {"sms_spam_minilm": 40, "seed_sms_spam_frozen_backbone": 60, "ag_news_minilm": 60,
+               "wnut17_ner_minilm": 150, "squad_qa_minilm": 60}
+OFFLINE = [r for r in RECIPES if r.stem in BRIEF_STEPS]
+
+
+def test_every_offline_recipe_has_a_brief_step_count():
+    offline = {r.stem for r in RECIPES if load_config(r).model.name_or_path.startswith(BUNDLED_PREFIX)}
+    assert offline == set(BRIEF_STEPS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", OFFLINE, ids=lambda p: p.stem)
+def test_recipe_trains_a_model_better_than_a_constant_guess(recipe, tmp_path, monkeypatch):
+    """Each offline recipe, trained briefly (`BRIEF_STEPS` updates, its own settings otherwise), must
+    predict more than one class and beat the majority baseline on its evaluation split."""
+    from tfbert.evaluation.sanity import degenerate_reason
+    from tfbert.training.trainer import train
+
+    monkeypatch.chdir(ROOT)
+    config = load_config(recipe)
+    if "../shared" in str(config.data.train_file) and not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not beside the project")
+    config = load_config(recipe, [f"training.output_dir={tmp_path / 'run'}", f"training.max_steps={BRIEF_STEPS[recipe.stem]}",
+                                  "export.at_end=false", "training.tensorboard=false", "training.verbose=0"])
+    train(config, log=lambda *_: None)
+    report = json.loads((tmp_path / "run" / "eval_results.json").read_text())
+    reason = degenerate_reason(config.task.type, report)
+    assert reason is None, f"{recipe.stem}: {reason}"

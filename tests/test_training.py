@@ -20,9 +20,10 @@ def test_train_writes_a_complete_run(tiny_config):
     out = config.training.output_dir
     from pathlib import Path
     out = Path(out)
-    # last N checkpoints kept, plus the best one
-    last = sorted(p.name for p in (out / "checkpoints" / "last").glob("ckpt-*.index"))
-    assert last == ["ckpt-2.index", "ckpt-3.index"]
+    # the last N backups kept (the newest at the last update), plus the best epoch's checkpoint
+    from tfbert.training.backup import list_backups, read_state
+    backups = list_backups(out)
+    assert len(backups) == 2 and read_state(backups[-1])["global_step"] == read_state(backups[-1])["total_steps"]
     assert len(list((out / "checkpoints" / "best").glob("ckpt-*.index"))) == 1
     history = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3]
@@ -105,7 +106,7 @@ def test_early_stopping(tiny_config):
 def test_refuses_to_overwrite_a_run(tiny_config):
     config = tiny_config("export.at_end=false")
     train(config, log=lambda *_: None)
-    with pytest.raises(ConfigError, match="already holds a run"):
+    with pytest.raises(ConfigError, match="already holds a finished run"):
         train(config, log=lambda *_: None)
 
 

@@ -9,20 +9,36 @@ The library in five calls::
     tfbert.export_saved_model(experiment.model, experiment.tokenizer, experiment.label_names, "out/saved_model",
                               max_seq_length=config.data.max_seq_length)
 """
-from tfbert.config import ExperimentConfig, load_config
-from tfbert.errors import ConfigError, DataError, ModelError, TfbertError
-from tfbert.experiment import Experiment, build_experiment
-from tfbert.modeling.saving import load_pretrained, save_pretrained
-from tfbert.training.trainer import train
+from typing import TYPE_CHECKING
+
+# Imported on first use: `import tfbert` (and every command-line tool) stays cheap until TensorFlow
+# is needed, so the tools can silence TensorFlow's start-up lines before it loads, and serving
+# does not pay for training modules (or training for tensorflow-text, ~100 MB resident).
+_LAZY = {
+    "ExperimentConfig": "tfbert.config", "load_config": "tfbert.config",
+    "ConfigError": "tfbert.errors", "DataError": "tfbert.errors", "ModelError": "tfbert.errors",
+    "TfbertError": "tfbert.errors", "Experiment": "tfbert.experiment", "build_experiment": "tfbert.experiment",
+    "load_pretrained": "tfbert.modeling.saving", "save_pretrained": "tfbert.modeling.saving",
+    "train": "tfbert.training.trainer",
+    "export_saved_model": "tfbert.serving.export", "load_saved_model": "tfbert.serving.export",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from tfbert.config import ExperimentConfig, load_config
+    from tfbert.errors import ConfigError, DataError, ModelError, TfbertError
+    from tfbert.experiment import Experiment, build_experiment
+    from tfbert.modeling.saving import load_pretrained, save_pretrained
+    from tfbert.serving.export import export_saved_model, load_saved_model
+    from tfbert.training.trainer import train
 
 
 def __getattr__(name: str):
-    # The serving functions pull in tensorflow-text (~100 MB resident); training does not need it.
-    if name in ("export_saved_model", "load_saved_model"):
-        from tfbert.serving import export
+    if name in _LAZY:
+        import importlib
 
-        return getattr(export, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'tfbert' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

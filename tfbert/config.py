@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
@@ -23,7 +24,7 @@ class ModelConfig:
     """Which pretrained backbone and how the task head reads it."""
 
     name_or_path: str = "bundled:all-MiniLM-L6-v2"
-    pooling: Literal["cls", "pooler", "mean"] = "cls"
+    pooling: Literal["cls", "pooler", "mean"] = "pooler"
     classifier_dropout: float = 0.1
 
 
@@ -53,8 +54,12 @@ class DataConfig:
     validation_split: float = 0.0
     test_split: float = 0.0
     max_seq_length: int = 128
-    padding: Literal["bucket", "dynamic", "max_length"] = "bucket"
+    #: ``packed``: several examples per row of max_seq_length tokens, each attending only to
+    #: itself (tfbert.data.packing); tpu and ipu strategies pack when this is left at ``bucket``.
+    padding: Literal["bucket", "dynamic", "max_length", "packed"] = "bucket"
     bucket_boundaries: Optional[list[int]] = None
+    #: ``packed``: the most examples in one row (the width of the per-example index tensors).
+    max_examples_per_pack: int = 32
     cache_dir: Optional[str] = None
     # Already-tokenized TFRecords written by tools/make_tfrecords.py (a directory or gs:// prefix):
     # used instead of tokenizing the train file (and any split they hold that has no file here).
@@ -87,13 +92,22 @@ class OptimizerConfig:
     warmup_ratio: float = 0.0
     warmup_steps: int = 0
     max_grad_norm: Optional[float] = 1.0
+    #: Layer-wise learning-rate decay (ELECTRA uses 0.8): the head at learning_rate, each encoder
+    #: layer below it one more factor, the embeddings lowest; 1.0 is off.
+    layerwise_lr_decay: float = 1.0
+    #: Peak rate of the head (tfbert's classifier / span / token head and the pooler); null: learning_rate.
+    head_learning_rate: Optional[float] = None
 
 
 @dataclass
 class PrecisionConfig:
-    """Keras mixed-precision policy; the head's output is always float32."""
+    """Keras mixed-precision policy; the head's output is always float32.
 
-    policy: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    ``auto`` picks by the hardware when the run starts (`tfbert.training.precision.resolve_policy`):
+    mixed_bfloat16 on TPUs and bfloat16-capable CPUs, mixed_float16 on tensor-core GPUs, else float32.
+    """
+
+    policy: Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = "float32"
 
 
 @dataclass
@@ -119,7 +133,19 @@ class TrainingConfig:
         "accuracy", "loss",
     ] = "val_accuracy"
     early_stopping_patience: Optional[int] = None
+    #: Write a resumable backup every N optimizer updates ("epoch": only at epoch ends). A backup
+    #: is also written at every epoch end that falls on an update boundary, and on SIGTERM.
+    save_steps: Union[int, Literal["epoch"]] = 500
+    #: ``auto``: rerunning on an unfinished run's output_dir continues it; ``never``: refuse;
+    #: or the path of a backup (``RUN/checkpoints/step-N``) or run directory to continue from.
+    resume: str = "auto"
     tensorboard: bool = True
+    #: Every N optimizer updates: mean loss, learning rate, gradient norm and real tokens/s go to
+    #: steps.jsonl/.csv and TensorBoard (Hugging Face's name; its default, 500, would give the
+    #: demo's ~260 updates no point at all; 10 gives ~13 points per epoch there).
+    logging_steps: int = 10
+    #: 0 silent; 1 Keras' progress bar; 2 the progress bar (with ETA) on a terminal, otherwise one
+    #: line per logging_steps and one per epoch (log files).
     verbose: int = 2
 
 
@@ -196,7 +222,14 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], key)
+        for candidate in inner:
+            try:
+                return _coerce(value, candidate, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key {key!r}: {value!r} is not allowed; expected {_describe(inner)}")
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
@@ -215,14 +248,34 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 3e-5 (no dot) as a string; it is the usual way to write a learning rate.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
         return str(value)
     return value
+
+
+def _describe(annotations: list[Any]) -> str:
+    """`int`, `Literal["epoch"]` -> "an integer or 'epoch'"."""
+    words = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    parts = []
+    for annotation in annotations:
+        if typing.get_origin(annotation) is Literal:
+            parts += [repr(a) for a in typing.get_args(annotation)]
+        else:
+            parts.append(words.get(annotation, str(annotation)))
+    return " or ".join(parts)
 
 
 def _unknown_key(key: str, valid: list[str]) -> ConfigError:
@@ -272,6 +325,25 @@ def _nest(key: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def _read_yaml(path: Path) -> Any:
+    """The YAML document at `path`; syntax and encoding errors name the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not valid UTF-8; re-encode the file as UTF-8") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        what = f"{context}: {problem}" if context else problem
+        if mark is None:
+            raise ConfigError(f"{path}: not valid YAML ({what})") from None
+        raise ConfigError(f"{path}, line {mark.line + 1}: not valid YAML ({what} at column {mark.column + 1})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Defaults, then the YAML at `path`, then `overrides` (``key=value``), then validation."""
     config = ExperimentConfig()
@@ -279,11 +351,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
+        values = _read_yaml(path)
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-        _apply(config, values)
+            _apply(config, values)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     apply_overrides(config, overrides or [])
     validate(config)
     return config
@@ -318,6 +390,7 @@ def validate(config: ExperimentConfig) -> None:
     _require(d.validation_split + d.test_split < 1.0, "data.test_split", "validation_split + test_split must be < 1")
     _require(d.has_header or bool(d.column_names), "data.column_names",
              "files without a header (data.has_header: false) need column_names")
+    _require(d.max_examples_per_pack >= 1, "data.max_examples_per_pack", f"must be >= 1, got {d.max_examples_per_pack}")
     if d.bucket_boundaries:
         b = d.bucket_boundaries
         _require(all(x < y for x, y in zip(b, b[1:])) and b[0] > 0, "data.bucket_boundaries",
@@ -347,9 +420,21 @@ def validate(config: ExperimentConfig) -> None:
     _require(not (o.warmup_steps and o.warmup_ratio), "optimizer.warmup_steps",
              "set warmup_steps or warmup_ratio, not both")
     _require(o.max_grad_norm is None or o.max_grad_norm > 0, "optimizer.max_grad_norm", "must be > 0 or null")
+    _require(0.0 <= o.adam_beta1 < 1.0, "optimizer.adam_beta1", "must be in [0, 1)")
+    _require(0.0 <= o.adam_beta2 < 1.0, "optimizer.adam_beta2", "must be in [0, 1)")
+    _require(o.adam_epsilon > 0, "optimizer.adam_epsilon", "must be > 0")
+    _require(o.power > 0, "optimizer.power", "must be > 0")
+    _require(o.lr_end >= 0, "optimizer.lr_end", "must be >= 0")
+    _require(0.0 < o.layerwise_lr_decay <= 1.0, "optimizer.layerwise_lr_decay",
+             f"must be in (0, 1] (1 is off), got {o.layerwise_lr_decay}")
+    _require(o.head_learning_rate is None or o.head_learning_rate > 0, "optimizer.head_learning_rate",
+             "must be > 0 or null (null: optimizer.learning_rate)")
     _require(o.name == "adamw" or o.weight_decay == 0, "optimizer.weight_decay",
              "plain Adam has no decoupled weight decay; use optimizer.name: adamw")
     _require(t.num_train_epochs > 0, "training.num_train_epochs", "must be > 0")
+    # NumPy's and TensorFlow's seeds are unsigned 32-bit.
+    _require(0 <= t.seed < 2**32, "training.seed", f"must be in [0, 2**32), got {t.seed}")
+    _require(t.verbose in (0, 1, 2), "training.verbose", f"must be 0, 1 or 2 (Keras' fit), got {t.verbose}")
     _require(t.max_steps == -1 or t.max_steps >= 1, "training.max_steps", "must be >= 1, or -1 to use num_train_epochs")
     _require(t.per_device_train_batch_size >= 1, "training.per_device_train_batch_size", "must be >= 1")
     _require(t.per_device_eval_batch_size >= 1, "training.per_device_eval_batch_size", "must be >= 1")
@@ -359,6 +444,9 @@ def validate(config: ExperimentConfig) -> None:
     _require(t.freeze_layers >= 0, "training.freeze_layers", "must be >= 0")
     _require(t.freeze != "bottom" or t.freeze_layers > 0, "training.freeze_layers",
              "training.freeze: bottom needs freeze_layers > 0")
+    _require(t.save_steps == "epoch" or t.save_steps >= 1, "training.save_steps", "must be >= 1 or 'epoch'")
+    _require(t.logging_steps >= 1, "training.logging_steps", f"must be >= 1, got {t.logging_steps}")
+    _require(bool(t.resume.strip()), "training.resume", "expected 'auto', 'never' or a checkpoint path")
     _require(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
              "training.early_stopping_patience", "must be >= 1 or null")
     _validate_distribution(config.distribution)

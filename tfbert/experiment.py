@@ -5,6 +5,7 @@ This is the library entry point: `build_experiment(config)` returns a compiled K
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -15,18 +16,21 @@ import tf_keras
 from tfbert import distribute
 from tfbert.config import ExperimentConfig
 from tfbert.data.encoding import EncodedSplit
-from tfbert.data.pipeline import bucket_sizes, make_dataset
+from tfbert.data.packing import plan_packing, resolve_padding
+from tfbert.data.pipeline import bucket_sizes, make_dataset, make_train_stream
 from tfbert.data.tfrecords import load_task_data
 from tfbert.errors import ConfigError
 from tfbert.modeling.freezing import apply_freezing
+from tfbert.modeling.packed import build_packed_model, packed_compile_args
 from tfbert.modeling.task_model import TaskModel
 from tfbert.modeling.saving import find_backbone, load_pretrained, read_label_names
 from tfbert.pretrained import is_finetuned_dir, load_backbone, load_tokenizer
 from tfbert.tasks import Task, TaskData, get_task
 from tfbert.training import callbacks as tfbert_callbacks
+from tfbert.training.backup import RunBackup, SigtermFlag
 from tfbert.training.batch_plan import BatchPlan
 from tfbert.training.optimization import make_optimizer
-from tfbert.training.precision import set_precision
+from tfbert.training.precision import resolve_policy, set_precision
 from tfbert.training.seed import set_seed
 
 
@@ -61,10 +65,23 @@ class Experiment:
 
     def evaluate_split(self, split: str, model: Optional[tf_keras.Model] = None) -> dict:
         """The task's evaluation report on a split (``report["metrics"]``: flat floats)."""
-        return self.task.evaluate(model or self.model, self.data, split, self.config, self.tokenizer)
+        # Always the unpacked model: a packed or pipelined twin shares its variables.
+        model = distribute.serving_model(model or self.model)
+        return self.task.evaluate(model, self.data, split, self.config, self.tokenizer)
 
-    def callbacks(self) -> list[tf_keras.callbacks.Callback]:
-        """Validation metrics, checkpoints (last N + best), early stopping, TensorBoard, logs."""
+    @property
+    def steps_per_epoch(self) -> int:
+        """`fit` steps per epoch (an epoch of data, or a share of the steps for fractional epochs)."""
+        return self.plan.steps_per_epoch_for_fit or self.plan.batches_per_epoch
+
+    def callbacks(self, resume_state: Optional[dict] = None, sigterm: Optional[SigtermFlag] = None,
+                  ) -> list[tf_keras.callbacks.Callback]:
+        """Validation metrics, best checkpoint, early stopping, TensorBoard, backups, metric logs.
+
+        Args:
+            resume_state: the backup state a resumed run continues from (`tfbert.training.backup`).
+            sigterm: a flag set by a SIGTERM handler: back up at the next update and stop.
+        """
         t = self.config.training
         out = self.output_dir
         monitor = t.metric_for_best_model
@@ -75,40 +92,83 @@ class Experiment:
             callbacks.append(tfbert_callbacks.ValidationMetrics(evaluate))
         elif monitor.startswith("val_"):
             monitor = monitor[len("val_"):]
-        callbacks.append(tfbert_callbacks.CheckpointKeeper(
-            out / "checkpoints", keep=t.save_total_limit, monitor=monitor, restore_best=t.load_best_model_at_end,
-        ))
+        # Before the backup: a step with a non-finite loss must never be backed up.
+        callbacks.append(tfbert_callbacks.DivergenceGuard(self.steps_per_epoch, self.plan.batches_per_update, out))
+        peers: list[tf_keras.callbacks.Callback] = [tfbert_callbacks.CheckpointKeeper(
+            out / "checkpoints", monitor=monitor, restore_best=t.load_best_model_at_end)]
         if t.early_stopping_patience:
-            callbacks.append(tf_keras.callbacks.EarlyStopping(
+            peers.append(tf_keras.callbacks.EarlyStopping(
                 monitor=monitor, patience=t.early_stopping_patience, mode=tfbert_callbacks.monitor_mode(monitor),
             ))
+        callbacks += peers
+        # Before RunBackup, which keeps its records; after DivergenceGuard, so no NaN is logged.
+        step_log = tfbert_callbacks.StepLog(
+            out, t.logging_steps, self.steps_per_epoch, self.plan.batches_per_update, self.plan.total_optimizer_steps,
+            state=resume_state, tensorboard_dir=out / "logs" / "train" if t.tensorboard else None,
+            print_lines=tfbert_callbacks.progress_mode(t.verbose)[1] and distribute.is_chief(self.strategy))
+        callbacks.append(step_log)
+        peers.append(step_log)
         if t.tensorboard:
             callbacks.append(tf_keras.callbacks.TensorBoard(
                 log_dir=str(out / "logs"), write_graph=False, profile_batch=0, update_freq="epoch",
             ))
-        callbacks.append(tf_keras.callbacks.CSVLogger(str(out / "metrics.csv"), append=True))
-        callbacks.append(tfbert_callbacks.MetricsLog(out / "metrics.jsonl"))
+        callbacks.append(RunBackup(
+            out, self.steps_per_epoch, self.plan.batches_per_update, t.save_steps, t.save_total_limit,
+            total_steps=self.plan.total_optimizer_steps, seed=t.seed, state=resume_state, sigterm=sigterm,
+            stop_on_sigterm_without_backup=self.plan.strategy == "multiworker", peers=peers))
+        callbacks.append(tfbert_callbacks.MetricsLog(out, history=(resume_state or {}).get("history")))
         return callbacks
 
-    def fit(self, **kwargs) -> tf_keras.callbacks.History:
-        """`model.fit` with the planned epochs and the standard callbacks."""
+    def train_stream(self, start_batch: int = 0) -> tf.data.Dataset:
+        """Every epoch's training batches back to back from `start_batch` (see `make_train_stream`)."""
+        config, plan = self.config, self.plan
+        d = config.data
+        return distribute.shard_by_data(make_train_stream(
+            self.data.splits["train"], plan.dataset_batch_size, plan.batches_per_epoch, padding=d.padding,
+            max_seq_length=d.max_seq_length, pad_token_id=self.tokenizer.pad_token_id, seed=config.training.seed,
+            drop_remainder=plan.drop_remainder, bucket_boundaries=d.bucket_boundaries, start_batch=start_batch,
+            max_examples_per_pack=d.max_examples_per_pack))
+
+    def fit(self, resume_state: Optional[dict] = None, sigterm: Optional[SigtermFlag] = None,
+            **kwargs) -> tf_keras.callbacks.History:
+        """`model.fit` with the planned epochs and the standard callbacks, from the start or a backup.
+
+        Args:
+            resume_state: a backup's state (the model and optimizer already restored from it):
+                training continues at its position with the batches an uninterrupted run would see.
+            sigterm: see `callbacks`.
+            **kwargs: passed to `model.fit` (``callbacks`` replaces the standard ones).
+        """
+        done = int(resume_state["fit_steps_done"]) if resume_state else 0
+        initial_epoch, initial_step = divmod(done, self.steps_per_epoch)
+        if resume_state and resume_state.get("stop_training"):
+            initial_epoch, initial_step = self.plan.epochs, 0  # early stopping had ended it
+        if initial_epoch >= self.plan.epochs:
+            initial_epoch, initial_step = self.plan.epochs, 0
+        # Keras' hook for resuming inside an epoch (BackupAndRestore uses it): the first epoch
+        # runs only its remaining steps; the stream already starts at the right batch.
+        self.model.resume_at_step = initial_step
         return self.model.fit(
-            self.train_dataset,
+            self.train_stream(done),
             epochs=self.plan.epochs,
-            steps_per_epoch=self.plan.steps_per_epoch_for_fit,
-            callbacks=kwargs.pop("callbacks", None) or self.callbacks(),
-            verbose=kwargs.pop("verbose", self.config.training.verbose),
+            initial_epoch=initial_epoch,
+            steps_per_epoch=self.steps_per_epoch,
+            callbacks=kwargs.pop("callbacks", None) or self.callbacks(resume_state, sigterm),
+            verbose=kwargs.pop("verbose", tfbert_callbacks.progress_mode(self.config.training.verbose)[0]),
             **kwargs,
         )
 
 
 def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: bool, pad_token_id: int,
                        global_batch_size: int, drop_remainder: bool = False) -> tf.data.Dataset:
-    """The `tf.data` pipeline for one split, as the config asks."""
+    """The `tf.data` pipeline for one split, as the config asks (packed: `global_batch_size` counts packs)."""
     d, t = config.data, config.training
+    batch_size = global_batch_size if training else t.per_device_eval_batch_size
+    if d.padding == "packed" and not training:
+        batch_size = plan_packing(split.lengths, d.max_seq_length, d.max_examples_per_pack).packs_for(batch_size)
     return make_dataset(
         split,
-        batch_size=global_batch_size if training else t.per_device_eval_batch_size,
+        batch_size=batch_size,
         padding=d.padding,
         max_seq_length=d.max_seq_length,
         pad_token_id=pad_token_id,
@@ -116,12 +176,13 @@ def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: 
         seed=t.seed,
         drop_remainder=drop_remainder,
         bucket_boundaries=d.bucket_boundaries,
+        max_examples_per_pack=d.max_examples_per_pack,
     )
 
 
 def build_model(config: ExperimentConfig, task: Task, num_labels: int, input_names: list[str],
-                total_steps: int, steps_per_execution: Optional[int] = None) -> TaskModel:
-    """Backbone + head, frozen as configured, compiled with the configured optimizer.
+                total_steps: int, steps_per_execution: Optional[int] = None, compile: bool = True) -> TaskModel:
+    """Backbone + head, frozen as configured, compiled with the configured optimizer (unless not `compile`).
 
     Call inside the strategy's scope. ``model.name_or_path`` may also be a fine-tuned tfbert
     model directory, whose weights (head included) are the starting point.
@@ -137,7 +198,8 @@ def build_model(config: ExperimentConfig, task: Task, num_labels: int, input_nam
         check_sequence_length(backbone.config, config.data.max_seq_length)
         apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
         model = task.build_model(backbone, config, num_labels, input_names)
-    compile_model(model, config, total_steps, task, steps_per_execution)
+    if compile:
+        compile_model(model, config, total_steps, task, steps_per_execution)
     return model
 
 
@@ -150,12 +212,13 @@ def check_sequence_length(backbone_config, max_seq_length: int) -> None:
 
 
 def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: int, task: Optional[Task] = None,
-                  steps_per_execution: Optional[int] = None) -> None:
-    """The configured optimizer and the task's loss and metrics."""
+                  steps_per_execution: Optional[int] = None, compile_args: Optional[dict] = None) -> None:
+    """The configured optimizer and the task's loss and metrics (or `compile_args`'s)."""
     task = task or get_task(config.task.type)
-    optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16")
+    optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16",
+                               variables=model.weights)
     model.compile(optimizer=optimizer, steps_per_execution=steps_per_execution or config.training.steps_per_execution,
-                  **task.compile_args())
+                  **(compile_args or task.compile_args()))
     # Create Adam's slots now: created inside the first traced step, they make tf.function trace
     # the whole train step twice (slower first step, and the discarded graph's memory).
     inner = getattr(optimizer, "inner_optimizer", optimizer)
@@ -180,8 +243,13 @@ def _checkpoint_labels(config: ExperimentConfig) -> Optional[list[str]]:
 def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] = None) -> Experiment:
     """Seed, set precision, read and tokenize data, build and compile the model in `strategy`'s scope."""
     set_seed(config.training.seed)
-    set_precision(config.precision.policy)
     strategy = strategy or tf.distribute.get_strategy()
+    # precision.policy: auto becomes the policy it chose, so the optimizer (loss scaling) and the
+    # saved config see what ran.
+    policy = resolve_policy(config.precision.policy, distribute.strategy_kind(strategy)).policy
+    if policy != config.precision.policy:
+        config = dataclasses.replace(config, precision=dataclasses.replace(config.precision, policy=policy))
+    set_precision(policy)
     task = get_task(config.task.type)
     tokenizer = load_tokenizer(config.model.name_or_path)
     # From the configured files, or already tokenized from data.tfrecords (tools/make_tfrecords.py).
@@ -196,11 +264,24 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
             f"{num_labels} labels found in {config.data.train_file} ({data.label_names})"
         )
     t = config.training
-    drop_remainder = config.data.padding == "max_length"
     dist = config.distribution
+    # Static-shape strategies pack unless told otherwise (bucket cannot compile there).
+    padding = resolve_padding(config.data.padding, distribute.strategy_kind(strategy), bool(dist.pipeline_splits))
+    if padding != config.data.padding:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, padding=padding))
+    packing = None
+    if padding == "packed":
+        if dist.pipeline_splits:
+            raise ConfigError("config key 'data.padding': packed batches cannot run the IPU pipeline "
+                              "(distribution.pipeline_splits); use data.padding: max_length")
+        packing = plan_packing(data.splits["train"].lengths, config.data.max_seq_length,
+                               config.data.max_examples_per_pack)
+    drop_remainder = padding in ("max_length", "packed")
     plan = BatchPlan(
-        num_examples=len(data.splits["train"]),
-        per_replica_batch_size=t.per_device_train_batch_size,
+        # Packed: a dataset row is a pack, and the batch holds about as many examples as configured.
+        num_examples=packing.num_packs if packing else len(data.splits["train"]),
+        per_replica_batch_size=(packing.packs_for(t.per_device_train_batch_size) if packing
+                                else t.per_device_train_batch_size),
         num_replicas=distribute.num_replicas(strategy, dist),
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         num_train_epochs=t.num_train_epochs,
@@ -212,6 +293,7 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
         pipeline_schedule=dist.pipeline_schedule,
         bucket_sizes=(bucket_sizes(data.splits["train"].lengths, config.data.max_seq_length, config.data.bucket_boundaries)
                       if config.data.padding == "bucket" else ()),
+        packing=packing,
     )
     datasets = {
         name: distribute.shard_by_data(make_split_dataset(
@@ -221,7 +303,14 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
     datasets["train"] = plan.limit_epoch(datasets["train"])  # IPU: whole executions per epoch
     input_names = [n for n in tokenizer.model_input_names if n in data.splits["train"].features] + ["attention_mask"]
     with strategy.scope():
-        model = build_model(config, task, num_labels, input_names, plan.total_optimizer_steps, plan.steps_per_execution)
+        model = build_model(config, task, num_labels, input_names, plan.total_optimizer_steps, plan.steps_per_execution,
+                            compile=packing is None)
+        if packing is not None:
+            # Trains on packed rows; the unpacked model (same variables) is evaluated, saved and exported.
+            model = build_packed_model(model, task.type, config.data.max_seq_length,
+                                       config.data.max_examples_per_pack, config.model.pooling)
+            compile_model(model, config, plan.total_optimizer_steps, task, plan.steps_per_execution,
+                          compile_args=packed_compile_args(task.type))
         # IPU: the SDK's accumulation (and pipelining) options, which are never saved with a model.
         model = distribute.prepare_model(
             model, strategy, t.gradient_accumulation_steps, dist, config.model.pooling,

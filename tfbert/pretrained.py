@@ -79,8 +79,17 @@ def _download_from_hub(repo_id: str) -> Path:
         ) from exc
 
 
-def _check_config(model_dir: Path) -> dict:
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+def check_config_file(model_dir: Path) -> dict:
+    """The model's ``config.json`` as a dict; refuses a missing or unreadable file and remote code."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise ModelError(f"{model_dir}: no config.json")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path}: expected a JSON object")
     if "auto_map" in config:
         raise ModelError(
             f"{model_dir / 'config.json'}: model needs custom code (auto_map); "
@@ -89,20 +98,38 @@ def _check_config(model_dir: Path) -> dict:
     return config
 
 
-def tf_weights_dir(model_dir: Path) -> Path:
-    """Directory from which `TFAutoModel.from_pretrained` can load without torch or pickle."""
-    _check_config(model_dir)
-    if (model_dir / "tf_model.h5").is_file():
-        return model_dir
-    safetensors = model_dir / "model.safetensors"
-    if safetensors.is_file():
-        return _converted_dir(model_dir, safetensors)
+_check_config = check_config_file
+
+#: file names of the tokenizers transformers can build a fast tokenizer from
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+
+
+def check_weights(model_dir: Path) -> Path:
+    """The weights file TF can load without pickle (``tf_model.h5`` or ``model.safetensors``), checked cheaply."""
+    for name in ("tf_model.h5", "model.safetensors"):
+        if (model_dir / name).is_file():
+            return model_dir / name
     if any(model_dir.glob("*.bin")) or any(model_dir.glob("*.pt")):
         raise ModelError(
             f"{model_dir}: only pickle weights (.bin/.pt) found; tfbert never unpickles. "
             "Provide model.safetensors or tf_model.h5"
         )
     raise ModelError(f"{model_dir}: no weights found (expected tf_model.h5 or model.safetensors)")
+
+
+def tf_weights_dir(model_dir: Path) -> Path:
+    """Directory from which `TFAutoModel.from_pretrained` can load without torch or pickle."""
+    _check_config(model_dir)
+    weights = check_weights(model_dir)
+    if weights.name == "tf_model.h5":
+        return model_dir
+    try:
+        return _converted_dir(model_dir, weights)
+    except (ModelError, OSError):
+        raise
+    except Exception as exc:  # safetensors raises its own type for a truncated or corrupt file
+        raise ModelError(f"{weights}: cannot read the weights ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
 def _converted_dir(model_dir: Path, safetensors: Path) -> Path:
@@ -155,25 +182,39 @@ def load_backbone(name_or_path: str, config_overrides: dict | None = None):
     config = AutoConfig.from_pretrained(str(model_dir), **(config_overrides or {}))
     try:
         return TFAutoModel.from_pretrained(str(weights), config=config, use_safetensors=False)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{weights}: cannot load TF weights ({exc})") from exc
+    except (OSError, ValueError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ModelError(f"{weights / 'tf_model.h5'}: cannot load TF weights ({first})") from None
 
 
 def is_finetuned_dir(name_or_path: str) -> bool:
-    """True for a directory written by tfbert's `save_pretrained` (RUN/model)."""
+    """True for a directory written by tfbert's `save_pretrained` (RUN/model), in either format."""
     return (Path(str(name_or_path)).expanduser() / "tfbert_config.yaml").is_file()
 
 
 def load_tokenizer(name_or_path: str):
-    """Load the model's fast tokenizer (a Rust `tokenizers` tokenizer is required)."""
+    """Load the model's fast tokenizer (a Rust `tokenizers` tokenizer is required).
+
+    For a pretrained model the weights are checked first (cheaply), so a pickle-only or empty
+    directory is refused before any tokenizer file is read.
+    """
     from transformers import AutoTokenizer
 
     if is_finetuned_dir(name_or_path):
-        model_dir = Path(str(name_or_path)).expanduser() / "tokenizer"
+        root = Path(str(name_or_path)).expanduser()
+        # Format 1 kept the tokenizer in a subdirectory; format 2 is a plain transformers directory.
+        model_dir = root / "tokenizer" if (root / "tokenizer").is_dir() else root
     else:
         model_dir = resolve_model_dir(name_or_path)
         _check_config(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+        check_weights(model_dir)
+    if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(f"{model_dir}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ModelError(f"{model_dir}: cannot load the tokenizer ({first})") from None
     if not tokenizer.is_fast:
         raise ModelError(f"{model_dir}: no fast tokenizer (tokenizer.json) could be built")
     return tokenizer

@@ -1,16 +1,70 @@
-"""What every command does: quiet logs, clear one-line errors with exit code 2."""
+"""What every command does: quiet start-up, clear one-line errors with exit code 2.
+
+Quiet start-up. On a machine without a GPU driver TensorFlow prints, while loading, INFO lines
+(oneDNN, "Could not find cuda drivers") that come before absl logging is initialised and so ignore
+``TF_CPP_MIN_LOG_LEVEL``, and at its first op ``E0000 … failed call to cuInit`` (level 2 does not
+hide it, 3 does). Unless ``--verbose`` (or ``TFBERT_VERBOSE=1``) is given, the tools import
+TensorFlow with level 3 and stderr pointed at a buffer that is replayed if the import fails. No
+device is hidden (``CUDA_VISIBLE_DEVICES`` is left alone, so a real GPU is always used), and real
+failures still surface as Python exceptions or as the one ``error:`` line below.
+
+This only works if TensorFlow is not imported before this module: ``tfbert/__init__.py`` must
+import TensorFlow lazily.
+"""
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Callable
 
-# Before TensorFlow is imported: its C++ INFO lines drown the output users need.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+def verbose_requested(argv: list[str] | None = None) -> bool:
+    """``--verbose`` on the command line, or ``TFBERT_VERBOSE`` set to something other than 0."""
+    args = sys.argv[1:] if argv is None else argv
+    return "--verbose" in args or os.environ.get("TFBERT_VERBOSE", "0") not in ("", "0")
 
 
-def quiet_libraries() -> None:
+def quiet_tensorflow() -> None:
+    """Import TensorFlow (and set up transformers) without their start-up lines."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # Read by transformers at import: hides its "TensorFlow classes are deprecated" banner.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buffer:
+        os.dup2(buffer.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            buffer.seek(0)
+            sys.stderr.write(buffer.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # Python-side warnings such as unused-gradient notices
+
+
+if not verbose_requested():
+    quiet_tensorflow()
+
+
+def add_verbose_arg(parser) -> None:
+    """``--verbose``: show TensorFlow's and the libraries' own log lines (read before TF loads)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's and transformers' own log lines (hidden by default)")
+
+
+def quiet_libraries(verbose: bool | None = None) -> None:
     """Silence transformers' and datasets' chatter (warnings that matter are errors here)."""
+    if verbose_requested() if verbose is None else verbose:
+        return
     import datasets
     import transformers
 
@@ -38,3 +92,4 @@ def add_config_args(parser) -> None:
     parser.add_argument("--config", help="experiment YAML (see configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optimizer.learning_rate=3e-5 (repeatable)")
+    add_verbose_arg(parser)

@@ -15,8 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="where to write the JSON report (default: next to the run)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override data.* keys of the saved config, e.g. data.text_column=sentence")
+    common.add_verbose_arg(parser)
     args = parser.parse_args(argv)
-    common.quiet_libraries()
+    common.quiet_libraries(args.verbose)
 
     from tfbert.config import apply_overrides, validate
     from tfbert.errors import DataError

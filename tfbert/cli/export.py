@@ -1,27 +1,68 @@
-"""`tools/export.py --model RUN/model --output DIR`: raw-string SavedModel from a fine-tuned model."""
+"""`tools/export.py --model RUN/model --output DIR [--format saved_model|transformers]`.
+
+``saved_model`` (default): the raw-string SavedModel of the model's task. ``transformers``: the
+model as a transformers directory (what training writes); it reads either model-directory format,
+so it also migrates a directory written before format 2 (``--output`` may be the same directory).
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from tfbert.cli import common
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tfbert-export", description="Export a SavedModel that serves raw text.")
-    parser.add_argument("--model", required=True, help="a model directory written by training (RUN/model)")
-    parser.add_argument("--output", required=True, help="SavedModel directory to write")
-    args = parser.parse_args(argv)
-    common.quiet_libraries()
+def _run_card(loaded, output: Path) -> str:
+    """The model card from the run the model came from (its evaluation and history, when present)."""
+    from tfbert.model_card import render_model_card
+    from tfbert.modeling.saving import head_note
 
-    from tfbert.modeling.saving import load_pretrained
+    run = Path(loaded.directory).resolve().parent
+    evaluation = None
+    if (run / "eval_results.json").is_file():
+        evaluation = json.loads((run / "eval_results.json").read_text(encoding="utf-8"))
+        if "metrics" not in evaluation:
+            evaluation = None
+    history = []
+    if (run / "metrics.jsonl").is_file():
+        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+                   if line.strip()]
+    config = loaded.config
+    note = None
+    if config.task.type == "sequence_classification" and config.model.pooling != "pooler":
+        note = head_note(config)
+    name = run.name if output.resolve() == (run / "model") else output.name
+    return render_model_card(config, None, history, evaluation, loaded.label_names, model_name=name,
+                             evaluated_on=(evaluation or {}).get("split", "test"), head_note=note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tfbert-export",
+                                     description="Export a fine-tuned model: a raw-text SavedModel or a transformers directory.")
+    parser.add_argument("--model", required=True, help="a model directory written by training (RUN/model), either format")
+    parser.add_argument("--output", required=True, help="directory to write")
+    parser.add_argument("--format", choices=("saved_model", "transformers"), default="saved_model",
+                        help="saved_model: serving graph that takes raw strings (default); transformers: a "
+                             "directory TFAutoModelFor*.from_pretrained and pipeline() load (migrates old ones)")
+    common.add_verbose_arg(parser)
+    args = parser.parse_args(argv)
+    common.quiet_libraries(args.verbose)
+
+    from tfbert.modeling.saving import load_pretrained, save_pretrained
     from tfbert.tasks import get_task
 
     loaded = load_pretrained(args.model)
+    output = Path(args.output)
+    if args.format == "transformers":
+        card = _run_card(loaded, output)
+        path = save_pretrained(output, loaded.model, loaded.tokenizer, loaded.config, loaded.label_names, card=card)
+        print(f"transformers directory: {path}")
+        return 0
     # The task knows its serving module (classification, NER entities, QA spans).
     path = get_task(loaded.config.task.type).export(loaded.model, loaded.tokenizer, loaded.label_names,
-                                                    Path(args.output), loaded.config)
+                                                    output, loaded.config)
     print(f"SavedModel: {path}")
     print(f"inspect: saved_model_cli show --dir {path} --all")
     return 0

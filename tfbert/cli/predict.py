@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", action="append", default=[], help="QA: the passage to answer from")
     parser.add_argument("--json", action="store_true", help="print one JSON object per input")
     parser.add_argument("--batch-size", type=int, default=64)
+    common.add_verbose_arg(parser)
     args = parser.parse_args(argv)
 
     from tfbert.errors import DataError, ModelError

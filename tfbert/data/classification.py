@@ -6,7 +6,7 @@ from typing import Optional
 
 from tfbert.config import DataConfig
 from tfbert.data.encoding import tokenize_split
-from tfbert.data.labels import encode_labels, infer_label_names
+from tfbert.data.labels import check_labels, encode_labels, infer_label_names
 from tfbert.data.readers import check_texts, read_table, require_columns
 from tfbert.data.splits import stratified_split
 from tfbert.data.task_data import TaskData
@@ -23,6 +23,8 @@ def _read_split(path: str, config: DataConfig, with_labels: bool):
     require_columns(dataset, columns, path)
     dataset = dataset.select_columns(columns)
     check_texts(dataset, _text_columns(config), path)
+    if with_labels:
+        check_labels(dataset[config.label_column], path, config.label_column)
     return dataset
 
 
@@ -63,7 +65,8 @@ def load_classification_data(
             train, ids, path = rows["train"]
             # Fractions are of the whole file, so validation_split 0.1 + test_split 0.2 leaves 70%.
             relative = fraction / (1.0 - (config.test_split if split == "validation" else 0.0))
-            kept, held, kept_ids, held_ids = stratified_split(train, ids, relative, seed, split)
+            kept, held, kept_ids, held_ids = stratified_split(train, ids, relative, seed, split, source=str(path),
+                                                              label_names=list(names or []))
             rows["train"] = (kept, kept_ids, path)
             rows[split] = (held, held_ids, f"{path} ({split} split)")
 

@@ -16,6 +16,21 @@ def label_text(value: object) -> str:
     return str(value).strip()
 
 
+def check_labels(values: Iterable[object], path: str | Path, column: str) -> None:
+    """Fail on the first row whose label is missing, empty or not a single value.
+
+    An empty cell is not a class: inferring labels from the data would otherwise make ``""`` (or
+    ``"None"`` for a JSON null) one, and train on it.
+    """
+    for row, value in enumerate(values, start=1):
+        if value is None:
+            raise DataError(f"{path}, row {row}: no label in column {column!r} (missing or null)")
+        if isinstance(value, (list, dict)):
+            raise DataError(f"{path}, row {row}: label {value!r} in column {column!r} is not a single value")
+        if not label_text(value):
+            raise DataError(f"{path}, row {row}: empty label in column {column!r}")
+
+
 def infer_label_names(values: Iterable[object]) -> list[str]:
     """Sorted distinct labels; numbers sort numerically (``2`` before ``10``)."""
     names = sorted({label_text(v) for v in values})

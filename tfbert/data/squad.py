@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from tfbert.data.readers import check_text_file
 from tfbert.errors import DataError
 
 
@@ -38,8 +39,9 @@ def _short(text: str, limit: int = 40) -> str:
 def _load_json(path: Path) -> Any:
     if not path.is_file():
         raise DataError(f"{path}: SQuAD file not found")
+    check_text_file(path)  # names the line of a bad byte; an empty file is not "invalid JSON"
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             return json.load(handle)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 (byte offset {exc.start}); re-encode the file as UTF-8") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -83,7 +84,12 @@ def writer_config(config, strategy: tf.distribute.Strategy) -> Iterator[object]:
         yield config
         return
     task_type, task_id = task_of(strategy)
-    scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}-{task_type or 'instance'}{task_id}-")
+    # One name per (run, worker): a worker killed before its cleanup leaves its scratch behind,
+    # and the rerun that resumes the run reuses and finally removes it.
+    run_key = hashlib.sha1(os.path.abspath(config.training.output_dir).encode()).hexdigest()[:12]
+    scratch = os.path.join(tempfile.gettempdir(), f"{SCRATCH_PREFIX}-{task_type or 'instance'}{task_id}-{run_key}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
     worker_config = copy.deepcopy(config)
     worker_config.training.output_dir = scratch
     worker_config.training.overwrite_output_dir = True

@@ -68,9 +68,11 @@ def unroll_for_pipelining(model: TaskModel, pooling: str) -> TaskModel:
 
 
 def serving_model(model):
-    """The model to save and export: the standard twin of an unrolled model, else `model` itself."""
+    """The model to save and export: the standard twin of an unrolled or packed model, else `model` itself."""
+    from tfbert.modeling.packed import unpacked_model
+
     info = _UNROLLED.get(model)
-    return info.serving if info is not None else model
+    return info.serving if info is not None else unpacked_model(model)
 
 
 def layer_stages(model, splits: list[int]) -> tuple[dict[int, int], int]:

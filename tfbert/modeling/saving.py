@@ -1,24 +1,43 @@
 """`save_pretrained` / `load_pretrained` for fine-tuned tfbert models.
 
-A model directory is self-contained (no hub, no original checkpoint needed to reload)::
+A model directory is a **transformers model directory** (format 2): a fresh Python process that
+never imports tfbert loads it with ``TFAutoModelFor<Task>.from_pretrained(dir)`` or
+``pipeline(task, model=dir, framework="tf")``::
 
     model/
-      tfbert_config.yaml   the experiment config that trained it
-      labels.json          {"id2label": [...], "label2id": {...}}
-      backbone/config.json the transformers config of the backbone architecture
-      tokenizer/           the fast tokenizer (tokenizer.json, vocab.txt…)
-      weights.*            a TensorFlow object-based checkpoint of the whole Keras model
+      config.json            transformers config: architectures, id2label / label2id
+      tf_model.h5            weights under the transformers class's variable names
+      tokenizer.json, vocab.txt, tokenizer_config.json, special_tokens_map.json
+      README.md              model card with the Hub's metadata block
+      tfbert_config.yaml     the experiment config that trained it   } extra files that
+      labels.json            label order                             } transformers
+      tfbert_model.json      format, task, head, pooling             } ignores
+      tfbert_head.safetensors  only for heads without a transformers class (see below)
 
-The directory is written next to its final place and renamed into it when complete, so an
-interrupted save never leaves a half-written model behind.
+Heads. Where tfbert's head is a transformers head (``pooling: pooler`` on BERT-style models is
+``TF<Arch>ForSequenceClassification``; the token head is ``…ForTokenClassification``; the span head
+is ``…ForQuestionAnswering``), the model is saved as that class: its weights are copied by name and
+the logits of both models are compared on a batch before anything is written. Heads transformers
+has no class for (``pooling: cls`` or ``mean``, or an architecture whose own head differs) are saved
+as a standard backbone directory (``architectures: [<Arch>Model]``, loads with ``TFAutoModel``) plus
+the dense head in ``tfbert_head.safetensors``; ``tfbert_model.json`` and the card say so.
+
+Directories written before (format 1: ``weights.*`` TF checkpoint, ``backbone/``, ``tokenizer/``)
+still load; ``tools/export.py --model OLD --format transformers --output NEW`` migrates one.
+Directories are written next to their final place and renamed when complete.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Optional
 
+import numpy as np
 import tensorflow as tf
+import tf_keras
 import yaml
 
 from tfbert.config import ExperimentConfig, config_from_dict
@@ -27,6 +46,17 @@ from tfbert.utils.files import atomic_directory
 
 LABELS_FILE = "labels.json"
 CONFIG_FILE = "tfbert_config.yaml"
+MANIFEST_FILE = "tfbert_model.json"
+HEAD_FILE = "tfbert_head.safetensors"
+FORMAT_VERSION = 2
+
+#: task type -> (transformers auto class, the head layer's name in both models, pipeline task)
+TASK_CLASSES = {
+    "sequence_classification": ("TFAutoModelForSequenceClassification", "classifier", "text-classification"),
+    "token_classification": ("TFAutoModelForTokenClassification", "classifier", "token-classification"),
+    "question_answering": ("TFAutoModelForQuestionAnswering", "qa_outputs", "question-answering"),
+}
+_CHECK_TEXTS = ("A short sentence.", "Another, somewhat longer sentence: it checks padding and the mask too!")
 
 
 @dataclass
@@ -40,18 +70,17 @@ class FineTunedModel:
     directory: Path
 
 
-def save_pretrained(directory: str | Path, model, tokenizer, config: ExperimentConfig, label_names: list[str]) -> Path:
-    """Write a self-contained model directory (atomically)."""
-    backbone = find_backbone(model)
-    with atomic_directory(directory) as tmp:
-        (tmp / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
-        (tmp / LABELS_FILE).write_text(json.dumps(
-            {"id2label": list(label_names), "label2id": {n: i for i, n in enumerate(label_names)}}, indent=2
-        ), encoding="utf-8")
-        backbone.config.save_pretrained(str(tmp / "backbone"))
-        tokenizer.save_pretrained(str(tmp / "tokenizer"))
-        model.save_weights(str(tmp / "weights"))
-    return Path(directory)
+# ---------------------------------------------------------------- helpers shared by save and load
+
+@contextlib.contextmanager
+def _float32_policy() -> Iterator[None]:
+    """Build the transformers twin in float32 whatever the run's mixed-precision policy."""
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)
 
 
 def find_backbone(model):
@@ -62,47 +91,324 @@ def find_backbone(model):
     raise ModelError(f"{model.name}: no transformers backbone layer found")
 
 
+def _main_layer(model):
+    return getattr(model, model.base_model_prefix)
+
+
+def _key(variable) -> str:
+    """A variable's name without its model's scope (``tf_bert_model/bert/x:0`` -> ``bert/x``)."""
+    return variable.name.split("/", 1)[-1].split(":")[0]
+
+
+def _copy_main_layer(source, target, require_all_targets: bool) -> None:
+    """Assign the target main layer's variables from the source's, matched by name."""
+    values = {_key(v): v for v in _main_layer(source).weights}
+    targets = _main_layer(target).weights
+    missing = [_key(v) for v in targets if _key(v) not in values]
+    if missing and require_all_targets:
+        raise KeyError(f"no source for {missing[:3]}")
+    for variable in targets:
+        if _key(variable) in values:
+            source_value = values[_key(variable)]
+            if tuple(source_value.shape) != tuple(variable.shape):
+                raise KeyError(f"{_key(variable)}: shape {tuple(source_value.shape)} vs {tuple(variable.shape)}")
+            variable.assign(np.asarray(source_value.numpy()))
+
+
+def _check_inputs(tokenizer, input_names: list[str], pair: bool) -> dict[str, np.ndarray]:
+    texts = list(_CHECK_TEXTS)
+    encoded = tokenizer(texts, list(reversed(texts)) if pair else None, padding=True, return_tensors="np")
+    return {name: encoded[name].astype(np.int32) for name in input_names if name in encoded}
+
+
+def _outputs(result) -> list[np.ndarray]:
+    """Logits of a tfbert model (tensor or dict) or a transformers model output, in a fixed order."""
+    if isinstance(result, dict) and "start_logits" in result:
+        return [np.asarray(result["start_logits"]), np.asarray(result["end_logits"])]
+    if hasattr(result, "start_logits"):
+        return [result.start_logits.numpy(), result.end_logits.numpy()]
+    return [np.asarray(getattr(result, "logits", result))]
+
+
+def _same_outputs(task_model, hf_model, tokenizer, input_names: list[str], pair: bool) -> float:
+    """Largest absolute logit difference of the two models on a fixed batch."""
+    batch = _check_inputs(tokenizer, input_names, pair)
+    ours = _outputs(task_model(batch, training=False))
+    theirs = _outputs(hf_model({k: tf.constant(v) for k, v in batch.items()}, training=False))
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(ours, theirs))
+
+
+def _tolerance(task_model) -> float:
+    # Same float32 ops give ~1e-6; a float16/bfloat16 run can only be compared loosely, but a wrong
+    # mapping is off by O(1) either way.
+    return 1e-4 if task_model.compute_dtype == "float32" else 5e-2
+
+
+def _input_names(tokenizer) -> list[str]:
+    return [n for n in tokenizer.model_input_names if n != "attention_mask"] + ["attention_mask"]
+
+
+def _labelled_config(backbone_config, label_names: list[str], task_type: str):
+    config = copy.deepcopy(backbone_config)
+    if task_type != "question_answering":
+        config.num_labels = len(label_names)
+        config.id2label = {i: n for i, n in enumerate(label_names)}
+        config.label2id = {n: i for i, n in enumerate(label_names)}
+    return config
+
+
+def _transformers_twin(model, backbone, tokenizer, config: ExperimentConfig, label_names: list[str]):
+    """The transformers task model holding the same weights, or None when tfbert's head has no class."""
+    import transformers
+
+    task_type = config.task.type
+    class_name, head_name, _ = TASK_CLASSES[task_type]
+    if task_type == "sequence_classification" and config.model.pooling != "pooler":
+        return None
+    with _float32_policy():
+        try:
+            hf = getattr(transformers, class_name).from_config(_labelled_config(backbone.config, label_names, task_type))
+            hf(hf.dummy_inputs, training=False)
+            _copy_main_layer(backbone, hf, require_all_targets=True)
+            hf_head, our_head = getattr(hf, head_name), model.get_layer(head_name)
+            hf_head.set_weights([np.asarray(w) for w in our_head.get_weights()])
+        except (ValueError, KeyError, AttributeError):
+            return None  # an architecture whose own head is not tfbert's: saved as backbone + head
+    pair = task_type == "question_answering" or bool(config.data.text_pair_column)
+    if _same_outputs(model, hf, tokenizer, _input_names(tokenizer), pair) > _tolerance(model):
+        return None
+    return hf
+
+
+# ---------------------------------------------------------------- save
+
+def save_pretrained(directory: str | Path, model, tokenizer, config: ExperimentConfig, label_names: list[str],
+                    card: Optional[str] = None) -> Path:
+    """Write a transformers model directory with tfbert's files alongside (atomically).
+
+    `card` is the model card (README.md); by default a short card with the Hub metadata block.
+    """
+    from tfbert.model_card import render_model_card
+
+    backbone = find_backbone(model)
+    hf = _transformers_twin(model, backbone, tokenizer, config, label_names)
+    _, head_name, pipeline_task = TASK_CLASSES[config.task.type]
+    manifest = {"format": FORMAT_VERSION, "task": config.task.type, "pooling": config.model.pooling,
+                "pipeline_tag": pipeline_task}
+    with atomic_directory(directory) as tmp:
+        if hf is not None:
+            hf.save_pretrained(str(tmp))
+            manifest.update(head="transformers", architecture=type(hf).__name__)
+        else:
+            from safetensors.numpy import save_file
+
+            backbone.save_pretrained(str(tmp))
+            # The backbone's own config object is shared with the live model: label a copy.
+            labelled = _labelled_config(backbone.config, label_names, config.task.type)
+            labelled.architectures = [type(backbone).__name__.removeprefix("TF")]
+            labelled.save_pretrained(str(tmp))
+            kernel, bias = (np.asarray(w) for w in model.get_layer(head_name).get_weights())
+            save_file({f"{head_name}.kernel": kernel, f"{head_name}.bias": bias}, str(tmp / HEAD_FILE),
+                      metadata={"pooling": config.model.pooling, "task": config.task.type})
+            manifest.update(head="tfbert", architecture=type(backbone).__name__, head_file=HEAD_FILE,
+                            note=head_note(config))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
+        (tmp / LABELS_FILE).write_text(json.dumps(
+            {"id2label": list(label_names), "label2id": {n: i for i, n in enumerate(label_names)}}, indent=2
+        ), encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if card is None:
+            card = render_model_card(config, None, [], None, label_names, model_name=Path(directory).name,
+                                     head_note=manifest.get("note"))
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    return Path(directory)
+
+
+def head_note(config: ExperimentConfig) -> str:
+    """What a transformers user must know about a head saved outside transformers' classes."""
+    vector = {"cls": "the last hidden state of the first token ([CLS])", "mean": "the attention-masked mean "
+              "of the last hidden states", "pooler": "the pooler output"}[config.model.pooling]
+    return (f"tfbert head (model.pooling: {config.model.pooling}) has no transformers class: this directory "
+            f"is the fine-tuned backbone (TFAutoModel) plus {HEAD_FILE}, where logits = {vector} @ "
+            "classifier.kernel + classifier.bias. TFAutoModelForSequenceClassification would add an "
+            "untrained head; load with tfbert.load_pretrained or serve tfbert's SavedModel.")
+
+
+# ---------------------------------------------------------------- read
+
+def _require_dir(directory: Path) -> None:
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: model directory not found")
+
+
 def read_label_names(directory: str | Path) -> list[str]:
-    path = Path(directory) / LABELS_FILE
+    """Label order of a fine-tuned model directory."""
+    directory = Path(directory)
+    _require_dir(directory)
+    path = directory / LABELS_FILE
     if not path.is_file():
         raise ModelError(f"{directory}: not a tfbert model directory (no {LABELS_FILE})")
-    return list(json.loads(path.read_text(encoding="utf-8"))["id2label"])
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8"))["id2label"])
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        raise ModelError(f"{path}: not a label file (expected {{\"id2label\": [...]}})") from None
 
 
 def read_config(directory: str | Path) -> ExperimentConfig:
     """The experiment config saved with a fine-tuned model."""
-    path = Path(directory) / CONFIG_FILE
+    directory = Path(directory)
+    _require_dir(directory)
+    path = directory / CONFIG_FILE
     if not path.is_file():
         raise ModelError(f"{directory}: not a tfbert model directory (no {CONFIG_FILE})")
     return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
+def is_legacy_dir(directory: str | Path) -> bool:
+    """A format-1 directory: TF object checkpoint ``weights.*`` with ``backbone/`` and ``tokenizer/``."""
+    return (Path(directory) / "backbone" / "config.json").is_file()
+
+
+def _load_tokenizer(directory: Path):
+    from tfbert.pretrained import load_tokenizer
+
+    return load_tokenizer(str(directory))
+
+
+def _check_num_labels(directory: Path, num_labels: Optional[int], label_names: list[str]) -> None:
+    if num_labels is not None and num_labels != len(label_names):
+        raise ModelError(
+            f"config key 'task.num_labels': {num_labels} disagrees with the checkpoint in {directory} "
+            f"({len(label_names)} labels: {label_names})"
+        )
+
+
 def load_pretrained(directory: str | Path, num_labels: int | None = None) -> FineTunedModel:
-    """Rebuild the Keras model from a model directory and load its weights.
+    """Rebuild the compiled Keras task model from a model directory (either format) and load its weights.
 
     `num_labels`, when given, must agree with the checkpoint (a clear error otherwise).
     """
-    from transformers import AutoConfig, AutoTokenizer, TFAutoModel
-
     from tfbert.experiment import compile_model
     from tfbert.tasks import get_task
 
     directory = Path(directory)
     config = read_config(directory)
     label_names = read_label_names(directory)
-    if num_labels is not None and num_labels != len(label_names):
-        raise ModelError(
-            f"config key 'task.num_labels': {num_labels} disagrees with the checkpoint in {directory} "
-            f"({len(label_names)} labels: {label_names})"
-        )
-    tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"), use_fast=True)
-    backbone = TFAutoModel.from_config(AutoConfig.from_pretrained(str(directory / "backbone")))
-    input_names = [n for n in tokenizer.model_input_names if n != "attention_mask"] + ["attention_mask"]
+    _check_num_labels(directory, num_labels, label_names)
+    tokenizer = _load_tokenizer(directory)
     task = get_task(config.task.type)
-    model = task.build_model(backbone, config, len(label_names), input_names)
+    if is_legacy_dir(directory):
+        model = _load_legacy(directory, config, task, label_names, tokenizer)  # compiled before restoring
+    else:
+        model = _load_transformers_dir(directory, config, task, label_names, tokenizer)
+        compile_model(model, config, total_steps=1, task=task)
+    return FineTunedModel(model=model, tokenizer=tokenizer, config=config, label_names=label_names, directory=directory)
+
+
+def _load_legacy(directory: Path, config: ExperimentConfig, task, label_names: list[str], tokenizer):
+    from transformers import AutoConfig, TFAutoModel
+
+    from tfbert.experiment import compile_model
+
+    try:
+        backbone = TFAutoModel.from_config(AutoConfig.from_pretrained(str(directory / "backbone")))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{directory / 'backbone' / 'config.json'}: not a transformers config ({_first_line(exc)})") from None
+    model = task.build_model(backbone, config, len(label_names), _input_names(tokenizer))
+    # The format-1 checkpoint holds the optimizer too: compile first so its objects line up.
     compile_model(model, config, total_steps=1, task=task)
+    if not (directory / "weights.index").is_file():
+        raise ModelError(f"{directory / 'weights.index'}: checkpoint not found")
     try:
         model.load_weights(str(directory / "weights")).expect_partial()
     except (ValueError, tf.errors.OpError) as exc:
-        raise ModelError(f"{directory / 'weights'}: checkpoint does not match the model ({str(exc).splitlines()[0]})") from None
-    return FineTunedModel(model=model, tokenizer=tokenizer, config=config, label_names=label_names, directory=directory)
+        raise ModelError(f"{directory / 'weights'}: checkpoint does not match the model ({_first_line(exc)})") from None
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise ModelError(f"{directory}: not a tfbert model directory (no {MANIFEST_FILE})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelError(f"{path}: not valid JSON") from None
+
+
+def _transformers_config(directory: Path, label_names: list[str], task_type: str):
+    from transformers import AutoConfig
+
+    from tfbert.pretrained import check_config_file
+
+    check_config_file(directory)
+    try:
+        hf_config = AutoConfig.from_pretrained(str(directory))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{directory / 'config.json'}: not a transformers config ({_first_line(exc)})") from None
+    if task_type != "question_answering" and hf_config.num_labels != len(label_names):
+        raise ModelError(f"{directory / 'config.json'}: {hf_config.num_labels} labels, but {LABELS_FILE} "
+                         f"lists {len(label_names)}")
+    return hf_config
+
+
+def _weights_file(directory: Path) -> Path:
+    weights = directory / "tf_model.h5"
+    if weights.is_file():
+        return weights
+    if any(directory.glob("*.bin")):
+        raise ModelError(f"{directory}: only pickle weights (pytorch_model.bin) found; tfbert never unpickles")
+    raise ModelError(f"{weights}: weights not found")
+
+
+def _load_transformers_dir(directory: Path, config: ExperimentConfig, task, label_names: list[str], tokenizer):
+    import transformers
+
+    manifest = _read_manifest(directory)
+    class_name, head_name, _ = TASK_CLASSES[config.task.type]
+    hf_config = _transformers_config(directory, label_names, config.task.type)
+    weights = _weights_file(directory)
+    loader = transformers.TFAutoModel if manifest.get("head") == "tfbert" else getattr(transformers, class_name)
+    try:
+        # Weights are matched to the model's shapes here: a truncated file or one of another
+        # shape fails inside h5py or Keras, with a message worth one line.
+        with _float32_policy():
+            source = loader.from_pretrained(str(directory), config=hf_config, use_safetensors=False)
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as exc:
+        raise ModelError(f"{weights}: cannot load the weights ({_first_line(exc)})") from None
+    backbone = transformers.TFAutoModel.from_config(hf_config)
+    backbone(backbone.dummy_inputs, training=False)
+    model = task.build_model(backbone, config, len(label_names), _input_names(tokenizer))
+    try:
+        _copy_main_layer(source, backbone, require_all_targets=False)
+        if manifest.get("head") == "tfbert":
+            kernel, bias = _read_head(directory / HEAD_FILE, head_name)
+            model.get_layer(head_name).set_weights([kernel, bias])
+        else:
+            model.get_layer(head_name).set_weights([np.asarray(w) for w in getattr(source, head_name).get_weights()])
+    except (KeyError, ValueError) as exc:
+        raise ModelError(f"{weights}: weights do not match the model ({_first_line(exc)})") from None
+    if manifest.get("head") != "tfbert":
+        pair = config.task.type == "question_answering" or bool(config.data.text_pair_column)
+        if _same_outputs(model, source, tokenizer, _input_names(tokenizer), pair) > _tolerance(model):
+            raise ModelError(f"{directory}: the rebuilt tfbert model does not reproduce {type(source).__name__}")
+    return model
+
+
+def _read_head(path: Path, head_name: str) -> tuple[np.ndarray, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if not path.is_file():
+        raise ModelError(f"{path}: head weights not found")
+    try:
+        tensors = load_file(str(path))
+        return tensors[f"{head_name}.kernel"], tensors[f"{head_name}.bias"]
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise ModelError(f"{path}: cannot read the head weights ({_first_line(exc)})") from None

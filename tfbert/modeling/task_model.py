@@ -30,6 +30,30 @@ def _deduplicated(grad: tf.IndexedSlices) -> tf.IndexedSlices:
     return tf.IndexedSlices(values, rows, grad.dense_shape)
 
 
+class _StepStats:
+    """Per-replica sums for step logging: [loss, real tokens, token slots] since the last reset.
+
+    A plain object, not a trackable one: neither checkpoints nor SavedModel exports of the model
+    see its variable or its reset function.
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy):
+        with strategy.scope():
+            self.sums = tf.Variable(
+                tf.zeros([3], tf.float32), trainable=False, name="step_stats",
+                synchronization=tf.VariableSynchronization.ON_READ, aggregation=tf.VariableAggregation.SUM)
+        sums = self.sums
+
+        def reset():
+            sums.assign(tf.zeros_like(sums))
+
+        # Each replica zeroes its own copy; a tf.function is how every strategy runs replica code.
+        self._reset = tf.function(lambda: strategy.run(reset))
+
+    def reset(self) -> None:
+        self._reset()
+
+
 @tf_keras.utils.register_keras_serializable(package="tfbert")
 class TaskModel(tf_keras.Model):
     """Functional model + gradient accumulation in `fit`."""
@@ -39,6 +63,17 @@ class TaskModel(tf_keras.Model):
         self.gradient_accumulation_steps = int(gradient_accumulation_steps)
         self._accumulators: list[tf.Variable] | None = None
         self._micro_step: tf.Variable | None = None
+        #: Sums since the last `take_step_stats` (step logging); see `_StepStats`.
+        self._step_stats: _StepStats | None = None
+        #: Steps of the first `fit` epoch already done by an interrupted run (read once by `fit`).
+        self.resume_at_step = 0
+
+    def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
+        # Keras asks this at the start of fit; BackupAndRestore answers through it too.
+        epoch, step = super()._maybe_load_initial_counters_from_ckpt(steps_per_epoch, initial_epoch)
+        if self.resume_at_step and epoch == initial_epoch and step == 0:
+            step, self.resume_at_step = self.resume_at_step, 0
+        return epoch, step
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -72,6 +107,50 @@ class TaskModel(tf_keras.Model):
                 for v in self.trainable_variables
             ]
 
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _build_step_stats(self) -> None:
+        """Create the step-logging sums (and the optimizer's gradient-norm variable) once, eagerly.
+
+        Per-replica (ON_READ, SUM) like the accumulators: each replica adds its own batches with no
+        communication; a read in cross-replica context sums them. Not tracked, so checkpoints keep
+        their structure.
+        """
+        if self._step_stats is not None:
+            return
+        self._step_stats = _StepStats(self.distribute_strategy)
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        if hasattr(inner, "track_gradient_norm"):
+            inner.track_gradient_norm()
+
+    def take_step_stats(self) -> dict | None:
+        """Sums since the last call, then reset: ``loss_sum`` (over `fit` steps, each the global
+        batch's mean loss), ``real_tokens`` (non-padding), ``token_slots`` (padded batch size in
+        tokens) and ``grad_norm`` (the last update's global gradient norm), or None before `fit`.
+
+        Under multiworker the read is a collective: call it at the same step on every worker.
+        """
+        if self._step_stats is None:
+            return None
+        loss_sum, real, slots = (float(v) for v in tf_keras.backend.get_value(self._step_stats.sums))
+        self._step_stats.reset()
+        stats = {"loss_sum": loss_sum, "real_tokens": real, "token_slots": slots}
+        inner = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        norm = getattr(inner, "gradient_norm", None)
+        if norm is not None:
+            stats["grad_norm"] = float(tf_keras.backend.get_value(norm))
+        return stats
+
+    def _add_step_stats(self, x, loss) -> None:
+        """Add one micro-batch's loss and token counts to this replica's step-logging sums."""
+        mask = x.get("attention_mask") if isinstance(x, dict) else None
+        if mask is not None and mask.shape.rank == 2:
+            # count_nonzero, not sum: a packed batch's mask may carry segment ids instead of ones.
+            real = tf.cast(tf.math.count_nonzero(mask), tf.float32)
+            slots = tf.cast(tf.size(mask), tf.float32)
+        else:
+            real = slots = tf.constant(0.0)
+        self._step_stats.sums.assign_add(tf.stack([tf.cast(loss, tf.float32), real, slots]))
+
     def _gradients(self, data):
         """Replica-local forward and backward pass: (dense unscaled gradients, metric results)."""
         x, y, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(data)
@@ -82,6 +161,8 @@ class TaskModel(tf_keras.Model):
             loss = self.compute_loss(x, y, y_pred, sample_weight)
             scaled = optimizer.get_scaled_loss(loss) if scales_loss else loss
         grads = tape.gradient(scaled, self.trainable_variables)
+        if self._step_stats is not None:
+            self._add_step_stats(x, loss)
         if scales_loss:
             grads = optimizer.get_unscaled_gradients(grads)
         # Embedding gradients arrive as IndexedSlices with one row per token occurrence; global-norm
@@ -125,6 +206,7 @@ class TaskModel(tf_keras.Model):
         return tf.constant(True)
 
     def make_train_function(self, force: bool = False):
+        self._build_step_stats()
         if self.gradient_accumulation_steps == 1:
             return super().make_train_function(force)
         if self.train_function is not None and not force:

@@ -26,6 +26,23 @@ SIGNATURE_TEXT = "serving_default"
 SIGNATURE_IDS = "serve_token_ids"
 
 
+def call_model(model, inputs: dict[str, tf.Tensor], per_token: bool = False):
+    """``model(inputs, training=False)``, also for an empty ``[0, 0]`` batch.
+
+    BERT's attention fails on inputs with no rows and no columns (a batch of no texts pads to
+    width 0), so such a batch gets one padding column; `per_token` outputs (``[batch, seq, ...]``)
+    are cut back to the input width. Other shapes pass through unchanged: one ``tf.pad`` of zero.
+    """
+    shape = tf.shape(next(iter(inputs.values())))
+    # A pad rather than a tf.cond around the model: no branch, and nothing extra for real batches.
+    extra = tf.cast((shape[0] == 0) & (shape[1] == 0), tf.int32)
+    padded = {name: tf.pad(value, [[0, 0], [0, extra]]) for name, value in inputs.items()}
+    outputs = model(padded, training=False)
+    if per_token:
+        outputs = tf.nest.map_structure(lambda t: t[:, : shape[1]], outputs)
+    return outputs
+
+
 class ClassifierServingModule(tf.Module):
     """Raw text -> tokens -> logits -> probabilities and label names, all in one graph."""
 
@@ -38,7 +55,7 @@ class ClassifierServingModule(tf.Module):
 
     def _outputs(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         inputs = {name: tf.cast(features[name], tf.int32) for name in self.input_names}
-        logits = tf.cast(self.model(inputs, training=False), tf.float32)
+        logits = tf.cast(call_model(self.model, inputs), tf.float32)
         label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return {
             "logits": logits,

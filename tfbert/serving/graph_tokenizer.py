@@ -48,14 +48,22 @@ and the character limit is applied separately). Added tokens (``[CLS]``, ``[MASK
 ``normalized=True``, before WordPiece, as the Rust ``AddedVocabulary`` does. Truncation follows the
 Rust ``LongestFirst`` strategy; padding pads to the longest sequence in the batch.
 
-Remaining differences from Hugging Face (none occur in the tests):
+Remaining differences from Hugging Face (tests/serving/test_tokenizer_properties.py pins the
+first and excludes exactly that class from its random texts):
 
 * With accent stripping on, NFD is applied character by character, so the canonical reordering of
-  adjacent combining marks that are not non-spacing marks (``Mc`` such as U+1D165..U+1D172) is not
-  done. Non-spacing marks are deleted either way, so this can only change ids for such out-of-order
-  mark pairs in a vocabulary that contains them.
-* Bytes that are not valid UTF-8 become U+FFFD (Python strings given to Hugging Face are always
-  valid).
+  combining marks is not done. Non-spacing marks (``Mn``) are deleted either way; the difference
+  shows only when a run of marks out of canonical order (after ``clean_text``'s deletions, which
+  can bring marks together) holds a spacing mark with a combining class (``Mc``: U+302E, U+302F,
+  U+1D165, U+1D166, U+1D16D..U+1D172 and a few viramas such as U+1B44, U+A953), e.g. U+0314
+  U+302F. Ids change only in a vocabulary that contains such a mark
+  (BERT vocabularies make the word ``[UNK]`` either way); offsets do: Hugging Face aligns the
+  reordered marks by position, giving the kept mark the offset of the mark that stood first, ours
+  keep its own.
+* Bytes that are not valid UTF-8 are decoded as Python's ``bytes.decode("utf-8",
+  errors="replace")`` does (:func:`valid_utf8`: one U+FFFD for each maximal ill-formed
+  subsequence) before anything else; ids and offsets are those Hugging Face gives for that decoded
+  string (``clean_text`` then deletes the U+FFFD characters).
 * tf-text's ``regex_split`` stops at U+0000, so NUL is replaced by U+0001 first. Both are deleted by
   ``clean_text`` (or both kept as unknown characters without it), so ids do not change; a tokenizer
   whose vocabulary contains either character keeps NUL and its text is cut there.
@@ -63,7 +71,6 @@ Remaining differences from Hugging Face (none occur in the tests):
   ``lstrip``/``rstrip`` only move whitespace, which never becomes a token, so they are ignored
   for ids. Hugging Face's offsets of such a token take in the whitespace it strips; ours are
   those of its content (BERT checkpoints' added tokens have neither flag).
-* Offsets of text that is not valid UTF-8 count each replaced byte sequence as one character.
 * A window ``stride`` must be smaller than the room a window has for the sequence it cuts (for
   QA: ``max_seq_length - max_query_length - 3``), checked when the graph is built
   (:class:`~tfbert.errors.ConfigError`); Hugging Face checks (and panics) only when a sequence
@@ -322,6 +329,19 @@ def _lookup(values: tf.Tensor, index: tf.Tensor | tf.RaggedTensor) -> tf.Tensor 
         return index.with_flat_values(_lookup(values, index.flat_values))
     padded = tf.concat([values, tf.zeros([1], values.dtype)], axis=0)
     return tf.gather(padded, tf.clip_by_value(index, 0, tf.size(values, out_type=index.dtype)))
+
+
+def valid_utf8(texts: tf.Tensor) -> tf.Tensor:
+    """Strings with every ill-formed UTF-8 sequence replaced by U+FFFD; valid text is unchanged.
+
+    The replacement follows the Unicode "maximal subpart" rule, one U+FFFD for each maximal
+    invalid subsequence, which is what Python's ``bytes.decode("utf-8", errors="replace")`` does
+    (tests check the two agree on random bytes). Every later step, and every offset, works on this
+    decoded text.
+    """
+    return tf.strings.unicode_transcode(
+        texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+    )
 
 
 def _count_chars(texts: tf.Tensor, byte_offsets: tf.Tensor) -> tf.Tensor:
@@ -693,7 +713,7 @@ class GraphBertTokenizer(tf.Module):
 
     def _tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """[batch] strings -> [batch, (tokens)] int32 ids without special tokens or truncation."""
-        pieces = self._substitute_nul_in(texts)
+        pieces = self._prepare(texts)
         piece_ids = tf.fill(tf.shape(texts), -1)
         nested_splits = []
         if self._raw_added:
@@ -725,7 +745,7 @@ class GraphBertTokenizer(tf.Module):
         last byte plus one, which is how Hugging Face converts normalized offsets back.
         """
         zeros = tf.zeros(tf.shape(texts), tf.int64)
-        pieces = _Pieces(self._substitute_nul_in(texts), tf.fill(tf.shape(texts), -1),
+        pieces = _Pieces(self._prepare(texts), tf.fill(tf.shape(texts), -1),
                          starts=zeros, ends=zeros, bases=zeros)
         nested_splits = []
         if self._raw_added:
@@ -753,7 +773,11 @@ class GraphBertTokenizer(tf.Module):
             word_ids=token_ids.with_flat_values(word_ids),
         )
 
-    def _substitute_nul_in(self, texts: tf.Tensor) -> tf.Tensor:
+    def _prepare(self, texts: tf.Tensor) -> tf.Tensor:
+        """Valid UTF-8 (see :func:`valid_utf8`), NUL substituted where that is exact."""
+        # Byte-level steps (the added-token split, character counting) would otherwise see
+        # ill-formed sequences differently from the code point decoding that gives offsets.
+        texts = valid_utf8(texts)
         if self._substitute_nul:
             return tf.strings.regex_replace(texts, "\\x00", "\x01")
         return texts

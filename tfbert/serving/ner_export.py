@@ -8,6 +8,9 @@ entities in the batch (``num_entities`` says how many are real):
   (float32: mean over the entity's words of the top label probability), ``num_entities`` (int32);
 - ``word_label`` / ``word_start`` / ``word_end`` / ``word_score``: the per-word tags behind them.
 
+Offsets count code points of the text decoded as UTF-8, ill-formed bytes replaced by U+FFFD as
+Python's ``bytes.decode("utf-8", errors="replace")`` does; ``entity_text`` is cut from that text.
+
 Everything runs in the graph: tokenization with offsets (`GraphBertTokenizer.encode_with_offsets`),
 the model, one label per word from its first word piece (as in training), and the grouping of
 B-/I-/E-/S- tags into entities with the same rule as `tfbert.evaluation.entities`. Inputs longer
@@ -22,8 +25,8 @@ import tensorflow as tf
 
 from tfbert.config import ExperimentConfig
 from tfbert.evaluation.entities import PREFIXES, split_tag
-from tfbert.serving.export import save_serving_module, token_id_specs
-from tfbert.serving.graph_tokenizer import GraphBertTokenizer
+from tfbert.serving.export import call_model, save_serving_module, token_id_specs
+from tfbert.serving.graph_tokenizer import GraphBertTokenizer, valid_utf8
 
 
 def _shift_right(x: tf.Tensor, fill) -> tf.Tensor:
@@ -52,7 +55,7 @@ class NerServingModule(tf.Module):
     def _words(self, texts: tf.Tensor):
         """Per-word (label id, score, start, end) as ragged [batch, (words)], plus token outputs."""
         enc = self.tokenizer.encode_with_offsets(texts)
-        logits = tf.cast(self.model({n: enc[n] for n in self.input_names}, training=False), tf.float32)
+        logits = tf.cast(call_model(self.model, {n: enc[n] for n in self.input_names}, per_token=True), tf.float32)
         probs = tf.nn.softmax(logits, axis=-1)
         label = tf.argmax(probs, axis=-1, output_type=tf.int32)
         score = tf.reduce_max(probs, axis=-1)
@@ -109,6 +112,8 @@ class NerServingModule(tf.Module):
         }
 
     def recognize(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
+        # Offsets count code points of the decoded text, so entity texts are cut from it too.
+        texts = valid_utf8(texts)
         words, _ = self._words(texts)
         out = self._entities(texts, words)
         out.update({
@@ -120,7 +125,8 @@ class NerServingModule(tf.Module):
         return out
 
     def token_logits(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        logits = tf.cast(self.model({n: features[n] for n in self.input_names}, training=False), tf.float32)
+        logits = tf.cast(call_model(self.model, {n: features[n] for n in self.input_names}, per_token=True),
+                         tf.float32)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
                 "label_id": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 

@@ -2,7 +2,11 @@
 
 `serving_default` takes ``question`` and ``context`` (tf.string [batch]) and returns ``answer``
 (string), ``answer_start`` / ``answer_end`` (int32 code-point offsets into the context, end
-exclusive; -1 when no valid span exists) and ``score`` (float32, start logit + end logit).
+exclusive; -1 when no valid span exists) and ``score`` (float32, start logit + end logit; -inf
+when no valid span exists, as the Python decoder's no-answer prediction).
+
+Offsets count code points of the context decoded as UTF-8, ill-formed bytes replaced by U+FFFD as
+Python's ``bytes.decode("utf-8", errors="replace")`` does; ``answer`` is cut from that text.
 
 All in the graph: the context is split into overlapping windows exactly like training
 (`GraphBertTokenizer.encode_qa_windows`, HF's ``truncation="only_second"`` with ``stride``), the
@@ -18,8 +22,8 @@ import tensorflow as tf
 
 from tfbert.config import ExperimentConfig
 from tfbert.modeling.span_head import END, START
-from tfbert.serving.export import save_serving_module, token_id_specs
-from tfbert.serving.graph_tokenizer import GraphBertTokenizer
+from tfbert.serving.export import call_model, save_serving_module, token_id_specs
+from tfbert.serving.graph_tokenizer import GraphBertTokenizer, valid_utf8
 
 _NEG_INF = float("-inf")
 
@@ -39,10 +43,12 @@ class QAServingModule(tf.Module):
         self.max_answer_length = max_answer_length
 
     def _logits(self, features: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        out = self.model({n: features[n] for n in self.input_names}, training=False)
+        out = call_model(self.model, {n: features[n] for n in self.input_names}, per_token=True)
         return tf.cast(out[START], tf.float32), tf.cast(out[END], tf.float32)
 
     def answer(self, question: tf.Tensor, context: tf.Tensor) -> dict[str, tf.Tensor]:
+        # Offsets count code points of the decoded context, so the answer is cut from it too.
+        context = valid_utf8(context)
         enc = self.tokenizer.encode_qa_windows(question, context, self.doc_stride, self.max_query_length)
         start_logits, end_logits = self._logits(enc)
         real = tf.cast(enc["attention_mask"], tf.bool)
@@ -76,13 +82,16 @@ class QAServingModule(tf.Module):
         chosen = tf.minimum(chosen, windows - 1)
         char_start = tf.gather_nd(enc["offsets_start"], tf.stack([chosen, tf.gather(start_token, chosen)], axis=1))
         char_end = tf.gather_nd(enc["offsets_end"], tf.stack([chosen, tf.gather(end_token, chosen)], axis=1))
-        found = tf.math.is_finite(example_best)
+        # Not is_finite(example_best): a segment max starts from the lowest float, not -inf, and an
+        # example without a valid span would then take another example's window below.
+        has_span = tf.cast(tf.reduce_any(valid, axis=[1, 2]), tf.int32)
+        found = tf.math.unsorted_segment_max(has_span, example, num_examples) > 0
         char_start = tf.where(found, char_start, -1)
         char_end = tf.where(found, char_end, -1)
         text = tf.strings.substr(context, tf.maximum(char_start, 0), tf.maximum(char_end - char_start, 0),
                                  unit="UTF8_CHAR")
         return {"answer": tf.where(found, text, ""), "answer_start": char_start, "answer_end": char_end,
-                "score": example_best}
+                "score": tf.where(found, example_best, _NEG_INF)}
 
     def span_logits(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         start_logits, end_logits = self._logits(features)

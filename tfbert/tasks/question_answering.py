@@ -75,7 +75,8 @@ class QuestionAnswering(Task):
         predictions = decode_predictions(logits[START], logits[END], features, examples,
                                          n_best_size=config.task.n_best_size,
                                          max_answer_length=config.task.max_answer_length)
-        scores = squad_evaluate(reference_answers(examples), {k: p.text for k, p in predictions.items()})
+        references = reference_answers(examples)
+        scores = squad_evaluate(references, {k: p.text for k, p in predictions.items()})
         gold_start, gold_end = encoded.labels[START], encoded.labels[END]
         spans = span_accuracy([l.argmax() for l in logits[START]], [l.argmax() for l in logits[END]],
                               gold_start, gold_end)
@@ -85,6 +86,8 @@ class QuestionAnswering(Task):
             "exact_match": scores["exact_match"], "f1": scores["f1"], "loss": loss, **spans,
             "predictions": {k: {"text": p.text, "start": p.start_char, "end": p.end_char, "score": p.score}
                             for k, p in predictions.items()},
+            # With the predictions, enough to study the errors (the report's answer lengths).
+            "references": references,
         }
         report["metrics"] = {k: report[k] for k in self.metric_names}
         return report

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from tfbert.config import ExperimentConfig
-from tfbert.data.conll import TaggedSentence, check_tags, read_tagged
+from tfbert.data.conll import TaggedSentence, check_tags, read_tagged, repair_iob2_starts
 from tfbert.data.encoding import IGNORE_INDEX
 from tfbert.data.labels import infer_label_names
 from tfbert.data.token_alignment import encode_tagged, word_predictions
@@ -38,6 +38,8 @@ class TokenClassification(Task):
             if path:
                 sentences[split] = read_tagged(path, d.format, d.tokens_column, d.tags_column)
                 check_tags(sentences[split], path, d.tag_scheme)
+                if d.tag_scheme == "iob2":
+                    repair_iob2_starts(sentences[split], path)
         if not sentences:
             raise DataError("config key 'data.train_file': no data files configured")
         names = label_names or d.labels
@@ -47,14 +49,17 @@ class TokenClassification(Task):
             names = _tag_order(infer_label_names(t for s in sentences["train"] for t in s.tags))
             # B-X implies I-X exists for continuation subwords and for prediction.
             names = _tag_order(sorted(set(names) | {"I-" + n[2:] for n in names if n != "O"}))
+            if names == ["O"]:
+                raise DataError(f"{files['train']}: every tag is 'O'; token classification needs entity "
+                                "tags (B-/I-/E-/S-TYPE) to learn")
         label2id = {n: i for i, n in enumerate(names)}
         data = TaskData(label_names=list(names))
         for split, items in sentences.items():
             for sentence in items:
-                for tag in sentence.tags:
+                for offset, tag in enumerate(sentence.tags):
                     if tag not in label2id:
-                        raise DataError(f"{files[split]}, sentence at line/row {sentence.line}: unknown tag {tag!r}; "
-                                        f"expected one of {names}")
+                        raise DataError(f"{files[split]}, {sentence.where(offset)} ({sentence.words[offset]!r}): "
+                                        f"unknown tag {tag!r}; expected one of {names}")
             encoded, windows = encode_tagged(items, tokenizer, label2id, d.max_seq_length, d.label_all_subwords)
             data.splits[split] = encoded
             data.extras[split] = {"sentences": items, "windows": windows}

@@ -6,8 +6,10 @@ with one line naming the config key to change.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
+from tfbert.data.packing import PackingPlan
 from tfbert.errors import ConfigError
 
 #: Strategies whose compiled programs need every batch to have the same shape.
@@ -49,6 +51,9 @@ class BatchPlan:
     bucket_sizes: tuple[int, ...] = ()
     #: Optimizer updates to run; > 0 replaces num_train_epochs by the (fractional) epochs they take.
     max_steps: int = -1
+    #: ``data.padding: packed``: the pack layout. Then a dataset row is a pack: ``num_examples``
+    #: counts packs and ``per_replica_batch_size`` packs per micro-batch (with drop_remainder).
+    packing: Optional[PackingPlan] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_steps > 0 and self.dataset_batches_per_epoch >= 1:
@@ -60,13 +65,14 @@ class BatchPlan:
         if self.strategy in STATIC_SHAPE_STRATEGIES and not self.drop_remainder:
             raise ConfigError(
                 f"config key 'data.padding': --strategy {self.strategy} compiles for static shapes; set "
-                "data.padding: max_length (every batch padded to data.max_seq_length, last partial batch dropped)"
+                "data.padding: packed (several examples per row of data.max_seq_length tokens) or max_length "
+                "(every batch padded to data.max_seq_length, last partial batch dropped)"
             )
         if self.dataset_batches_per_epoch < 1:
             raise ConfigError(
                 f"config key 'training.per_device_train_batch_size': a batch of "
                 f"{self.dataset_batch_size * (self.num_replicas if self.strategy == 'ipu' else 1)} is larger "
-                f"than the {self.num_examples} training examples"
+                f"than the {self.num_examples} {'packs of training examples' if self.packing else 'training examples'}"
             )
         if self.strategy == "ipu":
             self._check_ipu()
@@ -177,7 +183,16 @@ class BatchPlan:
         """True on IPU: Graphcore's optimizer wrapper accumulates, not tfbert's TaskModel."""
         return self.strategy == "ipu"
 
+    @property
+    def examples_per_update(self) -> float:
+        """Examples per optimizer update (with packing: on average)."""
+        if self.packing is None:
+            return float(self.effective_batch_size)
+        return self.effective_batch_size * self.packing.examples_per_pack
+
     def describe(self) -> str:
+        if self.packing is not None:
+            return self._describe_packed()
         where = f" on {self.strategy}" if self.strategy != "default" else ""
         execution = f", {self.steps_per_execution} steps per execution" if self.steps_per_execution > 1 else ""
         if self.dropped_batches_per_epoch:
@@ -186,5 +201,20 @@ class BatchPlan:
             f"{self.num_examples} examples, micro-batch {self.per_replica_batch_size} x "
             f"{self.num_replicas} replica(s) x {self.gradient_accumulation_steps} accumulation = "
             f"{self.effective_batch_size} per update{where}; {self.batches_per_epoch} batches/epoch, "
+            f"{self.total_optimizer_steps} optimizer steps{execution}"
+        )
+
+    def _describe_packed(self) -> str:
+        p = self.packing
+        where = f" on {self.strategy}" if self.strategy != "default" else ""
+        execution = f", {self.steps_per_execution} steps per execution" if self.steps_per_execution > 1 else ""
+        if self.dropped_batches_per_epoch:
+            execution += f" ({self.dropped_batches_per_epoch} batches/epoch left out: whole executions only)"
+        return (
+            f"{p.num_examples} examples packed into {p.num_packs} rows of {p.max_seq_length} tokens "
+            f"(packing efficiency {p.efficiency:.1%} real tokens, {p.examples_per_pack:.2f} examples/pack); "
+            f"micro-batch {self.per_replica_batch_size} packs x {self.num_replicas} replica(s) x "
+            f"{self.gradient_accumulation_steps} accumulation = {self.effective_batch_size} packs "
+            f"(~{self.examples_per_update:.1f} examples) per update{where}; {self.batches_per_epoch} batches/epoch, "
             f"{self.total_optimizer_steps} optimizer steps{execution}"
         )

@@ -1,6 +1,8 @@
-"""Keras callbacks: validation metrics, checkpoints (keep last N, restore best), metric logs."""
+"""Keras callbacks: validation metrics, the best checkpoint, a stop on divergence, metric logs."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import time
@@ -10,6 +12,8 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 import tf_keras
+
+from tfbert.utils.files import write_text
 
 
 def monitor_mode(metric: str) -> str:
@@ -37,30 +41,36 @@ class ValidationMetrics(tf_keras.callbacks.Callback):
 
 
 class CheckpointKeeper(tf_keras.callbacks.Callback):
-    """Checkpoint model + optimizer every epoch, keep the last N, track and restore the best.
+    """Track the best epoch by `monitor`, checkpoint its model, restore it when training ends.
 
-    TensorFlow writes each checkpoint to temporary files and renames them when complete, so an
-    interrupted run never leaves a half-written checkpoint that later gets restored.
+    The resumable run state (model + optimizer every ``save_steps``) is `tfbert.training.backup`'s
+    job; this one keeps ``checkpoints/best``. TensorFlow writes each checkpoint to temporary files
+    and renames them when complete, so an interrupted run never leaves a half-written one.
     """
 
-    def __init__(self, directory: str | Path, keep: int, monitor: str, restore_best: bool = True):
+    def __init__(self, directory: str | Path, monitor: str, restore_best: bool = True):
         super().__init__()
         self.directory = Path(directory)
-        self.keep = keep
         self.monitor = monitor
         self.mode = monitor_mode(monitor)
         self.restore_best = restore_best
         self.best_value: Optional[float] = None
         self.best_epoch: Optional[int] = None
-        self._manager = self._best_manager = None
+        self._best_manager = None
 
-    def _managers(self):
-        if self._manager is None:
-            checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer)
-            self._manager = tf.train.CheckpointManager(checkpoint, str(self.directory / "last"), self.keep)
+    def _manager(self) -> tf.train.CheckpointManager:
+        if self._best_manager is None:
             best = tf.train.Checkpoint(model=self.model)
             self._best_manager = tf.train.CheckpointManager(best, str(self.directory / "best"), 1)
-        return self._manager, self._best_manager
+        return self._best_manager
+
+    def best_state(self) -> dict:
+        """What a resumed run needs to go on comparing epochs (see `tfbert.training.backup`)."""
+        return {"value": self.best_value, "epoch": self.best_epoch, "monitor": self.monitor}
+
+    def restore_state(self, state: dict) -> None:
+        if state.get("monitor") == self.monitor:
+            self.best_value, self.best_epoch = state.get("value"), state.get("epoch")
 
     def _improved(self, value: float) -> bool:
         if value is None or math.isnan(value):
@@ -70,43 +80,265 @@ class CheckpointKeeper(tf_keras.callbacks.Callback):
         return value < self.best_value if self.mode == "min" else value > self.best_value
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        logs = logs or {}
-        manager, best_manager = self._managers()
-        manager.save(checkpoint_number=epoch + 1)
-        value = logs.get(self.monitor)
+        value = (logs or {}).get(self.monitor)
         if value is not None and self._improved(float(value)):
             self.best_value, self.best_epoch = float(value), epoch + 1
-            best_manager.save(checkpoint_number=epoch + 1)
+            self._manager().save(checkpoint_number=epoch + 1)
 
     def on_train_end(self, logs: Optional[dict] = None) -> None:
-        if self.restore_best and self._best_manager is not None and self._best_manager.latest_checkpoint:
-            tf.train.Checkpoint(model=self.model).restore(self._best_manager.latest_checkpoint).expect_partial()
+        manager = self._manager() if self.model is not None else None
+        if self.restore_best and manager is not None and manager.latest_checkpoint:
+            tf.train.Checkpoint(model=self.model).restore(manager.latest_checkpoint).expect_partial()
             print(f"restored the best epoch ({self.best_epoch}, {self.monitor} = {self.best_value:.4f})", flush=True)
 
 
-class MetricsLog(tf_keras.callbacks.Callback):
-    """Appends each epoch's metrics (plus wall time and learning rate) to a JSON-lines file."""
+class DivergenceGuard(tf_keras.callbacks.Callback):
+    """Stop at the first step whose loss is NaN or infinite, with the step and what to try.
 
-    def __init__(self, path: str | Path):
+    The running mean Keras logs stays NaN once one batch is, so the first non-finite value marks
+    the step. Backups are written only after finite steps, so the last one is still good. Under
+    mixed_float16 the loss scale absorbs float16 overflow (the update is skipped and the scale
+    lowered); the loss itself is computed in float32 and stays finite, so that never stops a run.
+    """
+
+    def __init__(self, steps_per_epoch: int, batches_per_update: int, run_dir: str | Path):
         super().__init__()
-        self.path = Path(path)
-        self.history: list[dict] = []
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.batches_per_update = int(batches_per_update)
+        self.run_dir = Path(run_dir)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        from tfbert.training.backup import TrainingDiverged, latest_backup
+
+        done = self._epoch * self.steps_per_epoch + batch + 1
+        step = -(-done // self.batches_per_update)
+        latest = latest_backup(self.run_dir)
+        raise TrainingDiverged(
+            f"training loss became {float(loss)} at step {step} (epoch {self._epoch + 1}, batch {batch + 1}); "
+            f"last good backup: {latest or 'none'}; try a lower optimizer.learning_rate, "
+            "optimizer.max_grad_norm, or precision.policy float32 / mixed_bfloat16 instead of mixed_float16")
+
+
+class MetricsLog(tf_keras.callbacks.Callback):
+    """Each epoch's metrics (plus wall time and learning rate) in ``metrics.jsonl`` and ``metrics.csv``.
+
+    Both files are rewritten whole from the history at each epoch (atomically): a resumed run
+    starts from its backup's history, so every epoch appears once whatever happened before.
+    """
+
+    def __init__(self, directory: str | Path, history: Optional[list[dict]] = None):
+        super().__init__()
+        self.directory = Path(directory)
+        self.history: list[dict] = list(history or [])
         self._start = 0.0
+
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        self.write()
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - self._start, 3)}
-        optimizer = self.model.optimizer
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
-        learning_rate = inner.learning_rate
-        if isinstance(learning_rate, tf_keras.optimizers.schedules.LearningRateSchedule):
-            learning_rate = learning_rate(inner.iterations)
-        # get_value reads plain and mirrored (distributed) variables alike.
-        record["learning_rate"] = float(tf_keras.backend.get_value(learning_rate))
-        record.update({k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
-        self.history.append(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        from tfbert.training.backup import epoch_record
+
+        self.history = [r for r in self.history if r["epoch"] != epoch + 1]
+        self.history.append(epoch_record(self.model, epoch, time.perf_counter() - self._start, logs))
+        self.write()
+
+    def write(self) -> None:
+        if not self.history and not self.directory.exists():
+            return
+        jsonl = "".join(json.dumps(record) + "\n" for record in self.history)
+        write_text(self.directory / "metrics.jsonl", jsonl)
+        columns = list(dict.fromkeys(key for record in self.history for key in record))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns or ["epoch"], restval="")
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_text(self.directory / "metrics.csv", buffer.getvalue())
+
+
+def write_records(directory: str | Path, stem: str, records: list[dict]) -> None:
+    """``STEM.jsonl`` and ``STEM.csv`` rewritten whole from `records`, each atomically.
+
+    Args:
+        directory: the run directory.
+        stem: file name without extension.
+        records: flat dicts; the CSV has the union of their keys as columns.
+    """
+    directory = Path(directory)
+    write_text(directory / f"{stem}.jsonl", "".join(json.dumps(record) + "\n" for record in records))
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns or ["step"], restval="")
+    writer.writeheader()
+    writer.writerows(records)
+    write_text(directory / f"{stem}.csv", buffer.getvalue())
+
+
+def current_learning_rate(model: tf_keras.Model) -> float:
+    """The learning rate the next update uses (the schedule at the optimizer's step)."""
+    inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    learning_rate = inner.learning_rate
+    if isinstance(learning_rate, tf_keras.optimizers.schedules.LearningRateSchedule):
+        learning_rate = learning_rate(inner.iterations)
+    return float(tf_keras.backend.get_value(learning_rate))
+
+
+def progress_mode(verbose: int, is_terminal: Optional[bool] = None) -> tuple[int, bool]:
+    """Keras' ``verbose`` for `fit` and whether `StepLog` prints its lines.
+
+    ``training.verbose: 2`` is Keras' progress bar (with ETA) on a terminal, and in a log file one
+    line per ``logging_steps`` (from `StepLog`) plus Keras' line per epoch; 1 is always the bar.
+
+    Args:
+        verbose: ``training.verbose`` (0, 1 or 2).
+        is_terminal: whether stdout is a terminal (default: ask it).
+    """
+    if verbose != 2:
+        return verbose, False
+    if is_terminal is None:
+        import sys
+
+        is_terminal = sys.stdout.isatty()
+    return (1, False) if is_terminal else (2, True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class StepLog(tf_keras.callbacks.Callback):
+    """Every ``logging_steps`` optimizer updates: mean loss, learning rate, gradient norm, tokens/s.
+
+    One record per logging window goes to ``steps.jsonl`` and ``steps.csv`` (rewritten whole and
+    atomically at each record), to TensorBoard (``logs/train``, tags ``step/*``) and, in a log
+    file, to stdout as one line. The loss is the mean over the window's `fit` steps; the gradient
+    norm is the last update's (as Hugging Face logs them); tokens/s counts real (non-padding)
+    tokens over the time spent in training steps only, so validation and backups between steps do
+    not lower it; ``padding_efficiency`` is real tokens / token slots of the window's batches.
+
+    Put it after `DivergenceGuard` (a non-finite step stops the run before it is logged) and before
+    `RunBackup`, which keeps the records in its state (`steps_state`): a resumed run starts from the
+    backup's records, so each step appears once.
+
+    Args:
+        directory: the run directory.
+        logging_steps: updates between records.
+        steps_per_epoch: `fit` steps per epoch.
+        batches_per_update: `fit` steps per optimizer update (gradient accumulation).
+        total_steps: optimizer updates in the whole run (for the ETA).
+        state: the backup state a resumed run continues from.
+        tensorboard_dir: where TensorBoard scalars go (None: none).
+        print_lines: print one line per record.
+    """
+
+    def __init__(self, directory: str | Path, logging_steps: int, steps_per_epoch: int, batches_per_update: int,
+                 total_steps: int, state: Optional[dict] = None, tensorboard_dir: Optional[str | Path] = None,
+                 print_lines: bool = False):
+        super().__init__()
+        self.directory = Path(directory)
+        self.logging_steps = int(logging_steps)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.batches_per_update = int(batches_per_update)
+        self.total_steps = int(total_steps)
+        self.tensorboard_dir = tensorboard_dir
+        self.print_lines = print_lines
+        self._start_fit_steps = int(state["fit_steps_done"]) if state else 0
+        resumed_at = self._start_fit_steps // self.batches_per_update
+        # A backup's records end at its own step; anything later was never backed up.
+        self.records: list[dict] = [r for r in (state or {}).get("steps", []) if r["step"] <= resumed_at]
+        self._fit_steps_done = self._start_fit_steps
+        self._last_logged = resumed_at
+        self._epoch = 0
+        self._batch_start = 0.0
+        self._window_seconds = 0.0
+        self._window_fit_steps = 0
+        self._fit_seconds = 0.0
+        self._writer = None
+
+    def steps_state(self) -> list[dict]:
+        """The records a backup keeps (`tfbert.training.backup.RunBackup`)."""
+        return list(self.records)
+
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        if hasattr(self.model, "take_step_stats"):
+            self.model.take_step_stats()  # drop whatever an earlier fit left in the sums
+        if self.tensorboard_dir is not None:
+            self._writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
+        if self.records or self.directory.exists():
+            write_records(self.directory, "steps", self.records)
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch: int, logs: Optional[dict] = None) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        seconds = time.perf_counter() - self._batch_start
+        self._window_seconds += seconds
+        self._fit_seconds += seconds
+        done = self._epoch * self.steps_per_epoch + batch + 1
+        self._window_fit_steps += done - self._fit_steps_done
+        self._fit_steps_done = done
+        if done % self.batches_per_update:
+            return
+        update = done // self.batches_per_update
+        if update // self.logging_steps > self._last_logged // self.logging_steps:
+            self._log(update)
+
+    def on_train_end(self, logs: Optional[dict] = None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _log(self, update: int) -> None:
+        stats = self.model.take_step_stats() if hasattr(self.model, "take_step_stats") else None
+        steps, seconds = max(self._window_fit_steps, 1), max(self._window_seconds, 1e-9)
+        record = {"step": update, "epoch": round(self._fit_steps_done / self.steps_per_epoch, 4),
+                  "learning_rate": current_learning_rate(self.model)}
+        if stats is not None:
+            record["loss"] = stats["loss_sum"] / steps
+            if "grad_norm" in stats:
+                record["grad_norm"] = stats["grad_norm"]
+            if stats["token_slots"]:
+                record.update(tokens_per_second=round(stats["real_tokens"] / seconds, 1),
+                              real_tokens=int(stats["real_tokens"]), token_slots=int(stats["token_slots"]),
+                              padding_efficiency=round(stats["real_tokens"] / stats["token_slots"], 4))
+        record["seconds"] = round(seconds, 3)
+        self.records.append(record)
+        self._last_logged = update
+        self._window_seconds, self._window_fit_steps = 0.0, 0
+        write_records(self.directory, "steps", self.records)
+        if self._writer is not None:
+            with self._writer.as_default():
+                for key in ("loss", "learning_rate", "grad_norm", "tokens_per_second", "padding_efficiency"):
+                    if key in record:
+                        tf.summary.scalar(f"step/{key}", record[key], step=update)
+            self._writer.flush()
+        if self.print_lines:
+            print(self._line(record), flush=True)
+
+    def _line(self, record: dict) -> str:
+        parts = [f"step {record['step']}/{self.total_steps} (epoch {record['epoch']:.2f})"]
+        if "loss" in record:
+            parts.append(f"loss {record['loss']:.4f}")
+        parts.append(f"lr {record['learning_rate']:.3g}")
+        if "grad_norm" in record:
+            parts.append(f"grad norm {record['grad_norm']:.3f}")
+        if "tokens_per_second" in record:
+            parts.append(f"{record['tokens_per_second']:,.0f} tokens/s")
+        updates = self._fit_steps_done // self.batches_per_update - self._start_fit_steps // self.batches_per_update
+        if updates > 0:
+            parts.append(f"eta {_duration((self.total_steps - record['step']) * self._fit_seconds / updates)}")
+        return ", ".join(parts)

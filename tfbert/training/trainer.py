@@ -1,56 +1,264 @@
-"""One training run end to end: build, fit, evaluate, save, export, write the model card."""
+"""One training run end to end: start or resume, build, fit, evaluate, save, export, write the model card."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import shutil
+import signal
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-from tfbert.config import ExperimentConfig
+import tensorflow as tf
+
+from tfbert.config import ExperimentConfig, config_from_dict
 from tfbert import distribute
 from tfbert.distribute import choose_strategy
-from tfbert.errors import ConfigError
+from tfbert.errors import ConfigError, TfbertError
 from tfbert.experiment import Experiment, build_experiment
 from tfbert.model_card import render_model_card
 from tfbert.modeling.saving import save_pretrained
-from tfbert.utils.files import write_json
+from tfbert.training import backup as backup_lib
+from tfbert.training.precision import resolve_policy
+from tfbert.training.seed import set_seed
+from tfbert.utils.files import write_json, write_text
 
 
-def prepare_output_dir(config: ExperimentConfig) -> Path:
-    """Refuse to mix a new run into an earlier run's files unless asked to overwrite."""
+#: What a run writes into its output directory; overwriting removes these and nothing else.
+RUN_ARTEFACTS = ("config.yaml", "metrics.csv", "metrics.jsonl", "eval_results.json", "run_summary.json",
+                 "README.md", "checkpoints", "logs", "model", "saved_model", "steps.jsonl", "steps.csv",
+                 "report.html", "figures")
+#: Keys that may change between an interrupted run and its resume (where and how it reports).
+#: distribution.* is compared through the batch plan instead: the same global batch may come
+#: from different strategies.
+RESUME_IGNORED_KEYS = ("training.output_dir", "training.overwrite_output_dir", "training.resume",
+                       "training.save_steps", "training.save_total_limit", "training.tensorboard",
+                       "training.verbose", "training.logging_steps", "training.per_device_eval_batch_size", "training.steps_per_execution",
+                       "data.cache_dir", "export.", "distribution.")
+
+
+@dataclass
+class StartPoint:
+    """How a run starts: fresh, or from a backup (its directory and state)."""
+
+    backup: Optional[Path] = None
+    state: Optional[dict] = None
+    #: an unfinished run's directory to clear first (killed before its first backup)
+    clear: bool = False
+
+    @property
+    def resuming(self) -> bool:
+        return self.backup is not None
+
+
+def _is_finished(run_dir: Path) -> bool:
+    return (run_dir / "run_summary.json").is_file()
+
+
+def _is_tfbert_run(run_dir: Path) -> bool:
+    return (run_dir / "config.yaml").is_file()
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
+    """Keys whose change makes a resumed run a different run (model, data, batch, schedule...)."""
+    old, new = _flatten(saved.to_dict()), _flatten(current.to_dict())
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if old.get(k) != new.get(k)
+            and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in RESUME_IGNORED_KEYS)]
+
+
+def _saved_config(run_dir: Path) -> ExperimentConfig:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    try:
+        return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError, TfbertError) as exc:
+        raise ConfigError(f"{path}: the interrupted run's config cannot be read ({exc})") from None
+
+
+def plan_start(config: ExperimentConfig) -> StartPoint:
+    """Decide, before anything is built or written, whether this run starts fresh or resumes.
+
+    - nothing (or an empty directory) at ``training.output_dir``: fresh;
+    - a finished run: refused unless ``training.overwrite_output_dir`` (then fresh);
+    - an unfinished run with a backup: resumed (``training.resume: auto``), refused (``never``);
+    - an unfinished run killed before its first backup: started again;
+    - ``training.resume: PATH``: resumed from that backup or run directory.
+    Resuming refuses a config that differs in a key that matters (`config_differences`).
+    """
+    t = config.training
+    out = Path(t.output_dir)
+    _check_writable(out)
+    occupied = out.is_dir() and any(out.iterdir())
+    explicit = t.resume not in ("auto", "never")
+    if occupied and t.overwrite_output_dir:
+        if explicit:
+            raise ConfigError("config key 'training.resume': resuming and training.overwrite_output_dir=true exclude "
+                              "each other")
+        return StartPoint(clear=True)
+    if explicit:
+        if occupied and Path(t.resume).resolve() != out.resolve() and not str(Path(t.resume).resolve()).startswith(
+                str(out.resolve()) + "/"):
+            raise ConfigError(f"config key 'training.output_dir': {out} already holds files; resume into a new "
+                              "or empty directory, or into the run being resumed")
+        backup = backup_lib.resolve_backup(t.resume)
+        source_run = backup.parent.parent
+        return _resume_point(config, backup, source_run)
+    if not occupied:
+        return StartPoint()
+    if _is_finished(out) or not _is_tfbert_run(out):
+        what = "a finished run" if _is_finished(out) else "files that are not a tfbert run"
+        raise ConfigError(f"config key 'training.output_dir': {out} already holds {what}; choose another "
+                          "directory or set training.overwrite_output_dir=true")
+    latest = backup_lib.latest_backup(out)
+    if latest is None:
+        return StartPoint(clear=True)  # killed before its first backup: nothing to keep
+    if t.resume == "never":
+        raise ConfigError(f"config key 'training.resume': {out} holds an unfinished run (backup {latest.name}); "
+                          "set training.resume=auto to continue it or training.overwrite_output_dir=true to start over")
+    return _resume_point(config, latest, out)
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any work if the output directory cannot be made (checked again on creation)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"config key 'training.output_dir': {out} is a file, not a directory")
+    ancestor = out
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"config key 'training.output_dir': cannot create {out}: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"config key 'training.output_dir': cannot create {out}: {ancestor} is not writable")
+
+
+def _resume_point(config: ExperimentConfig, backup: Path, source_run: Path) -> StartPoint:
+    state = backup_lib.read_state(backup)
+    if _is_tfbert_run(source_run):
+        differences = config_differences(_saved_config(source_run), config)
+        if differences:
+            raise ConfigError(
+                f"config key 'training.resume': cannot resume {source_run}: the config differs in "
+                f"{', '.join(differences)} (a resumed run must be the same run; use a new training.output_dir "
+                "or training.overwrite_output_dir=true)")
+    return StartPoint(backup=backup, state=state)
+
+
+def _check_plan(start: StartPoint, experiment: Experiment) -> None:
+    """The same global batch and schedule: another strategy or replica count would change both."""
+    state, plan = start.state, experiment.plan
+    differences = [f"{name} {state[key]} -> {now}" for name, key, now in (
+        ("optimizer steps", "total_steps", plan.total_optimizer_steps),
+        ("steps per epoch", "steps_per_epoch", experiment.steps_per_epoch),
+        ("batches per update", "batches_per_update", plan.batches_per_update),
+    ) if state.get(key) != now]
+    if differences:
+        raise ConfigError(f"config key 'training.resume': cannot resume {start.backup}: the batch plan differs "
+                          f"({'; '.join(differences)}); resume with the strategy and replicas it ran with")
+
+
+def _open_output_dir(config: ExperimentConfig, start: StartPoint) -> Path:
+    """Create (or clear) the output directory once data and model have loaded."""
     out = Path(config.training.output_dir)
-    if out.exists() and any(out.iterdir()) and not config.training.overwrite_output_dir:
-        raise ConfigError(
-            f"config key 'training.output_dir': {out} already holds a run; choose another directory "
-            "or set training.overwrite_output_dir=true"
-        )
-    if out.exists() and config.training.overwrite_output_dir:
-        for name in ("metrics.csv", "metrics.jsonl"):
-            (out / name).unlink(missing_ok=True)
+    try:
+        return _prepare_output_dir(out, start)
+    except OSError as exc:
+        raise ConfigError(f"config key 'training.output_dir': cannot write to {out} ({exc.strerror or exc})") from None
+
+
+def _prepare_output_dir(out: Path, start: StartPoint) -> Path:
+    if start.clear:
+        for name in RUN_ARTEFACTS:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    backup_lib.remove_stale_temporaries(out)
+    if start.resuming:
+        source_run = start.backup.parent.parent
+        best = backup_lib.checkpoints_dir(source_run) / "best"
+        if source_run.resolve() != out.resolve() and best.is_dir():
+            shutil.copytree(best, backup_lib.checkpoints_dir(out) / "best", dirs_exist_ok=True)
     return out
+
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[backup_lib.SigtermFlag]:
+    """Turn SIGTERM into a flag the backup callback reads between steps (main thread only)."""
+    flag = backup_lib.SigtermFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, flag.set)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def train(config: ExperimentConfig, strategy_name: Optional[str] = None, log=print) -> dict:
     """Train as configured on `strategy_name` (default: ``distribution.strategy``); returns a summary.
 
-    The strategy is chosen first (it may need TensorFlow untouched). Under multiworker every worker
-    runs the whole run, but only the chief writes into ``training.output_dir``.
+    Rerunning on an unfinished run's ``training.output_dir`` resumes it from its latest backup
+    (``training.resume``). Under multiworker every worker runs the whole run and resumes from the
+    chief's backup, but only the chief writes into ``training.output_dir``.
+
+    Args:
+        config: a validated experiment config (`tfbert.load_config`).
+        strategy_name: ``default``, ``mirrored``, ``multiworker``, ``tpu``, ``ipu`` or ``auto``.
+        log: where progress lines go.
+
+    Examples:
+        >>> import tfbert  # doctest: +SKIP
+        >>> config = tfbert.load_config("configs/sms_spam_minilm.yaml")  # doctest: +SKIP
+        >>> summary = tfbert.train(config)  # doctest: +SKIP
     """
     strategy = choose_strategy(strategy_name, config.distribution, log=log)
     kind = distribute.strategy_kind(strategy)
     if config.distribution.strategy != kind:
         config = copy.deepcopy(config)
         config.distribution.strategy = kind  # config.yaml records what actually ran
+    precision = resolve_policy(config.precision.policy, kind)
+    if config.precision.policy != precision.policy:
+        config = copy.deepcopy(config)
+        config.precision.policy = precision.policy  # auto: config.yaml, the card and a resume see the choice
     if not distribute.is_chief(strategy):
         log = lambda *_: None  # noqa: E731 - the chief reports; the others would repeat it
-    with distribute.writer_config(config, strategy) as config:
-        out = prepare_output_dir(config)
+    # Decided on the chief's directory by every worker, before anyone writes: all resume together.
+    start = plan_start(config)
+    with distribute.writer_config(config, strategy) as config, _sigterm_flag() as sigterm:
         started = time.perf_counter()
         experiment = build_experiment(config, strategy)
-        (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        if start.resuming:
+            _check_plan(start, experiment)
+        out = _open_output_dir(config, start)
         log(f"plan: {experiment.plan.describe()}")
-        experiment.fit()
+        log(f"precision: {precision.describe()}")
+        if start.resuming:
+            backup_lib.restore(experiment.model, start.backup)
+            state = start.state
+            # Dropout after a resume draws from (seed, step): statistically, not bitwise, the same run.
+            set_seed((config.training.seed + int(state["global_step"])) % 2**32)
+            log(f"resuming at step {state['global_step']} of {experiment.plan.total_optimizer_steps} "
+                f"(epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}) from {start.backup}")
+        write_text(out / "config.yaml", config.to_yaml())
+        _fit(experiment, start, sigterm)
         train_seconds = time.perf_counter() - started
         summary = finish_run(experiment, log)
         summary["train_seconds"] = round(train_seconds, 1)
@@ -58,6 +266,25 @@ def train(config: ExperimentConfig, strategy_name: Optional[str] = None, log=pri
         # No worker may leave (and tear down its collective runtime) while another still works.
         distribute.barrier(strategy)
     return summary
+
+
+def _fit(experiment: Experiment, start: StartPoint, sigterm: backup_lib.SigtermFlag) -> None:
+    try:
+        experiment.fit(resume_state=start.state, sigterm=sigterm)
+    except tf.errors.OpError as exc:
+        if experiment.plan.strategy != "multiworker":
+            raise
+        # A worker that died (preemption, kill) aborts every collective of the others.
+        latest = backup_lib.latest_backup(experiment.output_dir)
+        raise WorkerFailure(
+            f"multiworker training stopped: {str(exc).strip().splitlines()[0]}; latest backup: {latest or 'none'}; "
+            "rerun the same command to resume") from None
+
+
+class WorkerFailure(TfbertError):
+    """Another worker of a multiworker run failed; this one stops too (and resumes with it)."""
+
+    exit_code = 1
 
 
 def finish_run(experiment: Experiment, log=print) -> dict:
@@ -84,8 +311,43 @@ def finish_run(experiment: Experiment, log=print) -> dict:
     history = _read_history(out / "metrics.jsonl")
     card = render_model_card(config, experiment.plan, history, evaluation, experiment.label_names,
                              model_name=out.name, evaluated_on=split or "")
-    (out / "README.md").write_text(card, encoding="utf-8")
+    write_text(out / "README.md", card)
+    # The model directory's card too: the Hub shows it when the directory is pushed as it is.
+    write_text(model_dir / "README.md", card)
+    summary["plan"] = plan_summary(experiment)
+    steps = _read_history(out / "steps.jsonl")
+    slots = sum(r.get("token_slots", 0) for r in steps)
+    if slots:
+        # Measured on the batches trained on: padding, or packing once batches are packed.
+        summary["padding_efficiency"] = round(sum(r.get("real_tokens", 0) for r in steps) / slots, 4)
+    if distribute.is_chief(experiment.strategy):
+        _write_report(out, summary, log)
     return summary
+
+
+def plan_summary(experiment: Experiment) -> dict:
+    """The batch plan as run_summary.json and the report record it."""
+    plan = experiment.plan
+    return {"describe": plan.describe(), "strategy": plan.strategy, "num_replicas": plan.num_replicas,
+            "per_replica_batch_size": plan.per_replica_batch_size,
+            "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+            "effective_batch_size": plan.effective_batch_size, "batches_per_epoch": plan.batches_per_epoch,
+            "updates_per_epoch": experiment.steps_per_epoch / plan.batches_per_update,
+            "total_optimizer_steps": plan.total_optimizer_steps,
+            "precision": experiment.config.precision.policy}
+
+
+def _write_report(out: Path, summary: dict, log=print) -> None:
+    """RUN/report.html and its figures; a report that cannot be drawn never fails the run."""
+    try:
+        from tfbert.reporting import write_report
+
+        path = write_report([out], summary=summary)
+    except Exception as exc:  # noqa: BLE001 - the run's results are written; the report is extra
+        log(f"report: not written ({type(exc).__name__}: {exc}); retry with tools/report.py {out}")
+        return
+    summary["report"] = str(path)
+    log(f"report: {path}")
 
 
 def _read_history(path: Path) -> list[dict]:

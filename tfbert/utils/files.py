@@ -30,13 +30,21 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json(path: str | Path, payload: object) -> Path:
-    """Write JSON through a temporary file and rename, so readers never see half a file."""
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a text file through a temporary file and rename, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
+
+
+def write_json(path: str | Path, payload: object) -> Path:
+    """Write JSON atomically (see `write_text`)."""
+    return write_text(path, json.dumps(payload, indent=2) + "\n")
