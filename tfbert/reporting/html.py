@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from tfbert.config import flatten_keys
 from tfbert.reporting.runs import RunData, load_run
 from tfbert.utils.files import write_text
 
@@ -37,16 +38,6 @@ def _fmt(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return "" if value is None else str(value)
-
-
-def _flatten(values: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 #: Headline numbers per task: (key in eval_results.json, label).
@@ -130,7 +121,7 @@ def render_html(runs: Sequence[RunData], figures: list) -> str:
     """The page for `runs` with `figures` (`tfbert.reporting.figures.FigureResult`) inlined."""
     title = (f"tfbert run report: {runs[0].name}" if len(runs) == 1
              else "tfbert run comparison: " + " vs ".join(run.name for run in runs))
-    configs = [_flatten(run.config) for run in runs]
+    configs = [flatten_keys(run.config) for run in runs]
     keys = list(dict.fromkeys(k for c in configs for k in c))
     hyper = _table(runs, [(k, [c.get(k) for c in configs]) for k in keys], highlight=True)
     dirs = " ".join(str(run.directory) for run in runs)

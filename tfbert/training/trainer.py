@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import tensorflow as tf
 
-from tfbert.config import ExperimentConfig, config_from_dict
+from tfbert.config import ExperimentConfig, config_from_dict, flatten_keys
 from tfbert import distribute
 from tfbert.distribute import choose_strategy
 from tfbert.errors import ConfigError, TfbertError
@@ -62,19 +62,9 @@ def _is_tfbert_run(run_dir: Path) -> bool:
     return (run_dir / "config.yaml").is_file()
 
 
-def _flatten(values: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
     """Keys whose change makes a resumed run a different run (model, data, batch, schedule...)."""
-    old, new = _flatten(saved.to_dict()), _flatten(current.to_dict())
+    old, new = flatten_keys(saved.to_dict()), flatten_keys(current.to_dict())
     keys = sorted(set(old) | set(new))
     return [k for k in keys if old.get(k) != new.get(k)
             and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in RESUME_IGNORED_KEYS)]
