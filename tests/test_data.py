@@ -179,13 +179,11 @@ def test_select_rows_reorders():
     assert picked.labels.tolist() == [2, 0]
 
 
-def test_cross_entropy_rows_and_matrix_agree():
-    from tfbert.evaluation.classification import softmax_cross_entropy
+def test_evaluation_reports_the_training_loss(tiny_config):
+    """Each task has one loss: the evaluation report's equals Keras' on the same split."""
+    from tfbert.experiment import build_experiment
 
-    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
-    labels = np.array([0, 2])
-    expected = -np.mean([2 - np.log(np.exp([2, 0, -1]).sum()), 3 - np.log(np.exp([0.5, 0.5, 3]).sum())])
-    assert softmax_cross_entropy(logits, labels) == pytest.approx(expected)
-    assert softmax_cross_entropy(list(logits), labels) == pytest.approx(expected)
-    assert softmax_cross_entropy([np.array([1.0, 1.0]), np.array([0.0, 0.0, 0.0])], [0, 1]) == \
-        pytest.approx(np.mean([np.log(2), np.log(3)]))
+    experiment = build_experiment(tiny_config("model.classifier_dropout=0"))
+    report = experiment.evaluate_split("validation")
+    keras = experiment.model.evaluate(experiment.datasets["validation"], verbose=0, return_dict=True)["loss"]
+    assert report["metrics"]["loss"] == pytest.approx(keras, rel=1e-5)

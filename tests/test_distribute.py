@@ -67,7 +67,7 @@ def test_missing_hardware_is_one_line_and_exit_2(strategy, overrides, pattern, t
 
 
 def test_chief_and_tf_config(monkeypatch):
-    from tfbert.distribution import cluster
+    from tfbert.distribute import cluster
 
     def worker(task_type, task_id, jobs):
         spec = types.SimpleNamespace(jobs=jobs)
@@ -215,7 +215,7 @@ def stand_in_ipu(monkeypatch):
 
 
 def test_ipu_config_fields(stand_in_ipu):
-    from tfbert.distribution.ipu import import_ipu, make_ipu_config
+    from tfbert.distribute.ipu import import_ipu, make_ipu_config
 
     ipu = import_ipu()
     auto = make_ipu_config(ipu, DistributionConfig(replication_factor=4))
@@ -251,7 +251,7 @@ def test_ipu_experiment_uses_sdk_accumulation_and_static_micro_batches(stand_in_
 
 def test_ipu_options_are_set_again_on_a_loaded_model(stand_in_ipu, tiny_config):
     """The SDK's options are not saved with a model: apply_ipu_options after every load."""
-    from tfbert.distribution.ipu import apply_ipu_options
+    from tfbert.distribute.ipu import apply_ipu_options
     from tfbert.experiment import build_experiment
     from tfbert.modeling.saving import load_pretrained, save_pretrained
 

@@ -22,19 +22,10 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory, bundled_dir):
+def recipe(tmp_path_factory, tiny_nodrop_model_dir):
     """`--set` overrides shared by every run: tiny dropout-free BERT, spam data, accumulation 2."""
-    from transformers import BertConfig, BertTokenizerFast, TFBertModel
-
     tmp = tmp_path_factory.mktemp("dist")
-    model_dir = tmp / "tiny-no-dropout"
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, type_vocab_size=2,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    model = TFBertModel(config)
-    model(model.dummy_inputs)
-    model.save_pretrained(str(model_dir))
-    BertTokenizerFast(vocab_file=str(bundled_dir / "vocab.txt"), do_lower_case=True).save_pretrained(str(model_dir))
+    model_dir = tiny_nodrop_model_dir
     data = write_spam_tsv(tmp / "spam.tsv")
     return tmp, [
         f"model.name_or_path={model_dir}", f"data.train_file={data}", "data.has_header=false",

@@ -121,7 +121,7 @@ def test_refuses_pickles_remote_code_and_missing_dirs(tmp_path):
 
 
 def test_max_seq_length_beyond_position_table_is_a_config_error(tiny_model_dir):
-    from tfbert.experiment import check_sequence_length
+    from tfbert.modeling.backbone import check_sequence_length
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(tiny_model_dir))

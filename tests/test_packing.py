@@ -16,18 +16,8 @@ K = 4
 
 
 @pytest.fixture(scope="module")
-def nodrop_dir(tmp_path_factory, bundled_dir):
-    from transformers import BertConfig, BertTokenizerFast, TFBertModel
-
-    out = tmp_path_factory.mktemp("tiny-packed")
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, type_vocab_size=2,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    model = TFBertModel(config)
-    model(model.dummy_inputs)
-    model.save_pretrained(str(out))
-    BertTokenizerFast(vocab_file=str(bundled_dir / "vocab.txt"), do_lower_case=True).save_pretrained(str(out))
-    return out
+def nodrop_dir(tiny_nodrop_model_dir):
+    return tiny_nodrop_model_dir
 
 
 def _ragged(rows) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +61,7 @@ def token_split(encoded):
 
 
 def qa_split(encoded):
-    from tfbert.modeling.span_head import END, START
+    from tfbert.modeling.span_extractor import END, START
 
     lengths = np.array([len(r) for r in encoded["input_ids"]])
     start = (np.arange(len(lengths)) * 5) % (lengths - 3) + 1
@@ -92,7 +82,7 @@ NAMES = ["input_ids", "token_type_ids", "attention_mask"]
 
 def standard_model(nodrop_dir, task_type: str, pooling: str = "cls", accumulation: int = 1):
     from tfbert.modeling.classifier import build_sequence_classifier
-    from tfbert.modeling.span_head import build_span_model
+    from tfbert.modeling.span_extractor import build_span_model
     from tfbert.modeling.token_classifier import build_token_classifier
 
     backbone = _backbone(nodrop_dir)
@@ -108,13 +98,13 @@ def compiled_pair(nodrop_dir, task_type: str, pooling: str = "cls", accumulation
     """(standard model, packed twin), both compiled with plain SGD: they share every variable."""
     import tf_keras
 
-    from tfbert.modeling.packed import build_packed_model, packed_compile_args
+    from tfbert.modeling.packed import build_packed_model
     from tfbert.tasks import get_task
 
     model = standard_model(nodrop_dir, task_type, pooling, accumulation)
-    twin = build_packed_model(model, task_type, SEQ, K, pooling)
+    twin = build_packed_model(model, get_task(task_type), SEQ, K, pooling)
     model.compile(optimizer=tf_keras.optimizers.SGD(learning_rate), **get_task(task_type).compile_args())
-    twin.compile(optimizer=tf_keras.optimizers.SGD(learning_rate), **packed_compile_args(task_type))
+    twin.compile(optimizer=tf_keras.optimizers.SGD(learning_rate), **get_task(task_type).packed_compile_args())
     return model, twin
 
 
@@ -216,7 +206,7 @@ def test_packed_batches_hold_every_example_with_its_own_positions_and_labels(enc
 
 def test_token_and_span_labels_move_with_their_example(encoded):
     from tfbert.data.pipeline import make_dataset
-    from tfbert.modeling.span_head import END, START
+    from tfbert.modeling.span_extractor import END, START
 
     split = token_split(encoded)
     x, y = next(iter(make_dataset(split, 2, "packed", SEQ, max_examples_per_pack=K)))
@@ -266,10 +256,11 @@ def test_packed_classifier_logits_equal_unpacked(nodrop_dir, encoded, pooling):
     from tfbert.data.encoding import EncodedSplit
     from tfbert.data.pipeline import make_dataset
     from tfbert.modeling.packed import build_packed_model
+    from tfbert.tasks import get_task
 
     split = classification_split(encoded)
     model = standard_model(nodrop_dir, "sequence_classification", pooling)
-    twin = build_packed_model(model, "sequence_classification", SEQ, K, pooling)
+    twin = build_packed_model(model, get_task("sequence_classification"), SEQ, K, pooling)
     reference = model.predict(make_dataset(EncodedSplit(split.features, None), 8, "dynamic"), verbose=0)
     x, y, examples = first_packed_batch(split, 3)
     logits = twin(x).numpy()
@@ -308,7 +299,7 @@ def test_packed_span_logits_stay_inside_each_window_and_gradients_equal(nodrop_d
 
     from tfbert.data.encoding import select_rows
     from tfbert.data.pipeline import make_dataset
-    from tfbert.modeling.span_head import END, START
+    from tfbert.modeling.span_extractor import END, START
 
     split = qa_split(encoded)
     model, twin = compiled_pair(nodrop_dir, "question_answering")
@@ -356,12 +347,13 @@ def test_packed_gradient_accumulation_gives_the_unpacked_update(nodrop_dir, enco
 
 def test_packed_classifier_under_mixed_float16(nodrop_dir, encoded):
     from tfbert.modeling.packed import build_packed_model
+    from tfbert.tasks import get_task
     from tfbert.training.precision import set_precision
 
     set_precision("mixed_float16")  # conftest restores float32
     split = classification_split(encoded)
     model = standard_model(nodrop_dir, "sequence_classification", "mean")
-    twin = build_packed_model(model, "sequence_classification", SEQ, K, "mean")
+    twin = build_packed_model(model, get_task("sequence_classification"), SEQ, K, "mean")
     x, _, examples = first_packed_batch(split, 3)
     ux, _ = unpacked_batch(split, examples)
     logits = twin(x).numpy()
@@ -390,7 +382,7 @@ def test_static_shape_strategies_pack_by_default():
 
     assert resolve_padding("bucket", "tpu") == resolve_padding("bucket", "ipu") == "packed"
     assert resolve_padding("max_length", "tpu") == "max_length" and resolve_padding("bucket", "default") == "bucket"
-    assert resolve_padding("bucket", "ipu", pipelined=True) == "max_length"
+    assert resolve_padding("bucket", "ipu", can_pack=False) == "max_length"
     plan = plan_packing(np.full(100, 5), 64, 16)
     batch = BatchPlan(num_examples=plan.num_packs, per_replica_batch_size=2, drop_remainder=True, strategy="tpu",
                       num_train_epochs=2, packing=plan)

@@ -19,6 +19,23 @@ from tfbert.pretrained import BUNDLED_PREFIX
 RECIPES = sorted((ROOT / "configs").glob("*.yaml"))
 
 
+def _prepare_data(config, tmp_path: Path) -> list[str]:
+    """Overrides for recipes whose data a script derives from ../shared/data (SST-2's sentence split)."""
+    if not str(config.data.train_file).startswith("data/sst2/"):
+        return []
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not beside the project")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prepare_sst2", ROOT / "scripts" / "prepare_sst2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "sst2"
+    if not (out / "train.tsv").is_file():
+        assert module.main(["--output", str(out)]) == 0
+    return [f"data.train_file={out / 'train.tsv'}", f"data.validation_file={out / 'validation.tsv'}"]
+
+
 def _sample(path: Path, tmp_path: Path, fmt: str, task: str) -> Path:
     out = tmp_path / f"sample-{path.name}"
     if not path.is_file():  # data the project does not ship (e.g. arXiv): same format, synthetic rows
@@ -53,6 +70,9 @@ def test_recipe_builds(recipe, tiny_model_dir, tmp_path, monkeypatch):
         overrides.append(f"model.name_or_path={tiny_model_dir}")
     if "../shared" in str(config.data.train_file) and not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not beside the project")
+    prepared = _prepare_data(config, tmp_path)
+    if prepared:
+        config = load_config(recipe, prepared)
     samples: dict[str, Path] = {}
     for key in ("train_file", "validation_file", "test_file"):
         value = getattr(config.data, key)
@@ -62,7 +82,7 @@ def test_recipe_builds(recipe, tiny_model_dir, tmp_path, monkeypatch):
             overrides.append(f"data.{key}={samples[value]}")
     if config.task.type == "question_answering":
         overrides += ["data.train_articles=0-29", "data.validation_articles=30-35"]
-    config = load_config(recipe, overrides)
+    config = load_config(recipe, prepared + overrides)
     experiment = build_experiment(config)
     assert experiment.model.optimizer is not None
     features, labels = next(iter(experiment.train_dataset))
@@ -92,8 +112,10 @@ def test_degenerate_check_catches_constant_and_baseline_models():
 
 
 #: Optimizer updates per offline recipe: enough for a model that works to show it on 2 CPU cores.
-BRIEF_STEPS = {"sms_spam_minilm": 40, "seed_sms_spam_frozen_backbone": 60, "ag_news_minilm": 60,
-               "wnut17_ner_minilm": 150, "squad_qa_minilm": 60}
+BRIEF_STEPS = {"sms_spam_minilm": 40, "seed_sms_spam_frozen_backbone": 60, "ag_news_minilm": 60, "sst2_minilm": 100,
+               "wnut17_ner_minilm": 150, "squad_qa_minilm": 60,
+               # one epoch: a quarter epoch learns only neutral, a constant guess (docs/benchmarks.md)
+               "goemotions_minilm": 1229}
 OFFLINE = [r for r in RECIPES if r.stem in BRIEF_STEPS]
 
 
@@ -114,9 +136,29 @@ def test_recipe_trains_a_model_better_than_a_constant_guess(recipe, tmp_path, mo
     config = load_config(recipe)
     if "../shared" in str(config.data.train_file) and not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not beside the project")
-    config = load_config(recipe, [f"training.output_dir={tmp_path / 'run'}", f"training.max_steps={BRIEF_STEPS[recipe.stem]}",
+    prepared = _prepare_data(config, tmp_path)
+    config = load_config(recipe, prepared + [f"training.output_dir={tmp_path / 'run'}", f"training.max_steps={BRIEF_STEPS[recipe.stem]}",
                                   "export.at_end=false", "training.tensorboard=false", "training.verbose=0"])
     train(config, log=lambda *_: None)
     report = json.loads((tmp_path / "run" / "eval_results.json").read_text())
     reason = degenerate_reason(config.task.type, report)
     assert reason is None, f"{recipe.stem}: {reason}"
+
+
+def test_sst2_split_holds_out_whole_sentences_and_their_phrases(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prepare_sst2", ROOT / "scripts" / "prepare_sst2.py")
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    sentences = [f"film number {i} is a fine piece of work" for i in range(6)] + ["a dull and tired movie"]
+    phrases = ["fine piece", "a fine piece of work", "dull", "tired movie", "number 3", "work of art"]
+    rows = [(p, str(i % 2)) for i, p in enumerate(sentences + phrases)]
+    train, held = prepare.split(rows, held_out=3, min_words=5, seed=1)
+    assert len(held) == 3 and all(s in sentences for s, _ in held)  # only whole, maximal sentences
+    train_text = {p for p, _ in train}
+    for sentence, _ in held:
+        assert not prepare.contained_phrases(sentence, train_text)  # no training row inside a held-out one
+    assert "work of art" in train_text  # phrases of no held-out sentence stay
+    # "number 3" stays exactly when sentence 3 was not held out
+    assert ("number 3" in train_text) == ("film number 3 is a fine piece of work" not in dict(held))

@@ -189,7 +189,7 @@ def test_ner_and_qa_figures(tmp_path):
 
 
 def test_answer_lengths_flags_exact_matches():
-    from tfbert.reporting.figures import answer_lengths
+    from tfbert.reporting.evaluation_figures import answer_lengths
 
     lengths, exact = answer_lengths({"predictions": {"a": {"text": "The Paris"}, "b": {"text": "x"}},
                                      "references": {"a": ["Paris", "in Paris"], "b": ["two words"]}})

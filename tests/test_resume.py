@@ -25,18 +25,9 @@ STEPS_PER_EPOCH = 11  # 36 training examples (48 - 25% validation) in batches of
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory, bundled_dir):
-    from transformers import BertConfig, BertTokenizerFast, TFBertModel
-
+def recipe(tmp_path_factory, tiny_nodrop_model_dir):
     tmp = tmp_path_factory.mktemp("resume")
-    model_dir = tmp / "tiny-no-dropout"
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, type_vocab_size=2,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    model = TFBertModel(config)
-    model(model.dummy_inputs)
-    model.save_pretrained(str(model_dir))
-    BertTokenizerFast(vocab_file=str(bundled_dir / "vocab.txt"), do_lower_case=True).save_pretrained(str(model_dir))
+    model_dir = tiny_nodrop_model_dir
     data = write_spam_tsv(tmp / "spam.tsv")
     return tmp, [
         f"model.name_or_path={model_dir}", f"data.train_file={data}", "data.has_header=false",
@@ -286,7 +277,7 @@ def test_float16_overflow_is_absorbed_by_the_loss_scale(tiny_config, monkeypatch
         made["optimizer"] = optimizer
         return optimizer
 
-    monkeypatch.setattr("tfbert.experiment.make_optimizer", huge_initial_scale)
+    monkeypatch.setattr("tfbert.training.compile.make_optimizer", huge_initial_scale)
     config = tiny_config("precision.policy=mixed_float16", "export.at_end=false")
     summary = train(config, log=lambda *_: None)
     assert np.isfinite(summary["eval"]["loss"])

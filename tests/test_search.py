@@ -2,7 +2,6 @@
 tiny BERT with pruning, and the resume of a killed search. Trials run in child processes."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -118,8 +117,9 @@ def test_three_trial_search_prunes_and_writes_the_best_config(tiny_config, tmp_p
     states = [t.state.name for t in study.trials]
     assert len(states) == 3 and states[0] == "COMPLETE" and states[1] == "PRUNED", (states, lines)
     assert states[2] in ("COMPLETE", "PRUNED")
-    assert len(study.trials[1].intermediate_values) <= 2  # stopped before its last epoch
-    assert not (out / "trial-001" / "run_summary.json").exists()
+    assert len(study.trials[1].intermediate_values) <= 2  # pruned before its last epoch
+    # (Its process gets SIGTERM then; a tiny model's epochs are so short that the run may already
+    # be in its final evaluation, which ends normally, so its directory may be complete.)
     assert not list((out / "trial-001" / "checkpoints").glob("step-*"))  # a pruned trial never resumes
     assert (out / "trial-000" / "run_summary.json").is_file() and (out / "trial-000" / "model").is_dir()
     best = load_config(out / "best_config.yaml")

@@ -7,8 +7,6 @@ Hugging Face ``TrainingArguments`` where one exists.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,8 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from tfbert.config_checks import check_config
+from tfbert.config_values import coerce, nest, parse_override, read_yaml, unknown_key
 from tfbert.errors import ConfigError
 
 
@@ -30,7 +30,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where the examples come from and how they are tokenized and batched."""
+    """Where the examples come from and how they are tokenized and batched.
+
+    A task that reads keys of its own (NER's ``tag_scheme``, QA's ``doc_stride``) declares them in
+    a subclass, its `Task.data_config_class`; ``data`` is an instance of that subclass.
+    """
 
     train_file: Optional[str] = None
     validation_file: Optional[str] = None
@@ -42,15 +46,6 @@ class DataConfig:
     text_pair_column: Optional[str] = None
     label_column: str = "label"
     labels: Optional[list[str]] = None
-    tokens_column: str = "tokens"
-    tags_column: str = "tags"
-    tag_scheme: Literal["iob1", "iob2", "bioes"] = "iob2"
-    label_all_subwords: bool = False
-    train_articles: Optional[str] = None
-    validation_articles: Optional[str] = None
-    test_articles: Optional[str] = None
-    doc_stride: int = 128
-    max_query_length: int = 64
     validation_split: float = 0.0
     test_split: float = 0.0
     max_seq_length: int = 128
@@ -68,12 +63,17 @@ class DataConfig:
 
 @dataclass
 class TaskConfig:
-    """What is predicted."""
+    """What is predicted: ``type`` (a registered task, `tfbert.tasks.registry`) and its own keys.
 
-    type: Literal["sequence_classification", "token_classification", "question_answering"] = "sequence_classification"
+    A task with keys of its own (QA's ``n_best_size``) declares them in a subclass, its
+    `Task.config_class`; ``task`` is an instance of that subclass once ``type`` is known.
+    """
+
+    type: str = "sequence_classification"
     num_labels: Optional[int] = None
-    n_best_size: int = 20
-    max_answer_length: int = 30
+
+    def validate(self, config: "ExperimentConfig") -> None:
+        """Checks of the task's own keys and of the shared keys it reads; `ConfigError` naming the key."""
 
 
 @dataclass
@@ -128,10 +128,8 @@ class TrainingConfig:
     steps_per_execution: int = 1
     save_total_limit: int = 2
     load_best_model_at_end: bool = True
-    metric_for_best_model: Literal[
-        "val_accuracy", "val_macro_f1", "val_loss", "val_f1", "val_exact_match", "val_token_accuracy",
-        "accuracy", "loss",
-    ] = "val_accuracy"
+    #: A metric some task reports (``val_<name>`` on validation); the task checks its own at build.
+    metric_for_best_model: str = "val_accuracy"
     early_stopping_patience: Optional[int] = None
     #: Write a resumable backup every N optimizer updates ("epoch": only at epoch ends). A backup
     #: is also written at every epoch end that falls on an update boundary, and on SIGTERM.
@@ -214,155 +212,86 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Check `value` against `annotation`, converting where YAML is loose (int for float)."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            return _coerce(value, inner[0], key)
-        for candidate in inner:
-            try:
-                return _coerce(value, candidate, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"config key {key!r}: {value!r} is not allowed; expected {_describe(inner)}")
-    if origin is Literal:
-        if value not in args:
-            allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"config key {key!r}: {value!r} is not allowed; expected one of {allowed}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r}: expected true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, str):
-            # YAML 1.1 reads 3e-5 (no dot) as a string; it is the usual way to write a learning rate.
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"config key {key!r}: expected a finite number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
-        return str(value)
-    return value
+def _task_sections(task_type: str) -> dict[str, type]:
+    """Section name -> the dataclass the task uses for it (``task`` and ``data``)."""
+    from tfbert.tasks.registry import get_task_class
+
+    cls = get_task_class(task_type)
+    return {"task": cls.config_class, "data": cls.data_config_class}
 
 
-def _describe(annotations: list[Any]) -> str:
-    """`int`, `Literal["epoch"]` -> "an integer or 'epoch'"."""
-    words = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    parts = []
-    for annotation in annotations:
-        if typing.get_origin(annotation) is Literal:
-            parts += [repr(a) for a in typing.get_args(annotation)]
-        else:
-            parts.append(words.get(annotation, str(annotation)))
-    return " or ".join(parts)
+def _convert(obj: Any, cls: type) -> Any:
+    """`obj`'s values for the fields `cls` has, as a `cls` (other fields take their defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name in names})
 
 
-def _unknown_key(key: str, valid: list[str]) -> ConfigError:
-    name = key.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(name, valid, n=1) or [v for v in valid if name in v]
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown config key {key!r}{hint}; valid keys here: {', '.join(valid)}")
+def set_task_type(config: "ExperimentConfig", task_type: Any) -> None:
+    """Set ``task.type`` and give ``task`` and ``data`` that task's config classes (its keys)."""
+    task_type = coerce(task_type, str, "task.type")
+    for section, cls in _task_sections(task_type).items():
+        if type(getattr(config, section)) is not cls:
+            setattr(config, section, _convert(getattr(config, section), cls))
+    config.task.type = task_type
+
+
+def _other_tasks_key(section: str, name: str) -> bool:
+    """A key of another task's config: kept by configs saved before keys moved to their task."""
+    from tfbert.tasks.registry import task_classes
+
+    attribute = {"task": "config_class", "data": "data_config_class"}.get(section)
+    return attribute is not None and any(
+        name in {f.name for f in dataclasses.fields(getattr(cls, attribute))} for cls in task_classes())
 
 
 def _apply(obj: Any, values: dict[str, Any], prefix: str = "") -> None:
     if not isinstance(values, dict):
         raise ConfigError(f"config key {prefix.rstrip('.') or '<root>'!r}: expected a mapping, got {values!r}")
+    if isinstance(obj, ExperimentConfig) and isinstance(values.get("task"), dict) and "type" in values["task"]:
+        # The task's type decides which keys the task and data sections have: set it first.
+        set_task_type(obj, values["task"]["type"])
     types = _field_types(type(obj))
     for name, value in values.items():
         key = f"{prefix}{name}"
+        if prefix == "task." and name == "type":
+            continue
         if name not in types:
-            raise _unknown_key(key, list(types))
+            if _other_tasks_key(prefix.rstrip("."), name):
+                continue
+            raise unknown_key(key, list(types))
         current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
             _apply(current, value, key + ".")
         else:
-            setattr(obj, name, _coerce(value, types[name], key))
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``a.b=value`` and parse the value as YAML (so ``3e-5``, ``true``, ``[1, 2]`` work)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. optimizer.learning_rate=3e-5")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    # YAML 1.1 reads 3e-5 as a string; numbers in scientific notation are common here.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value.lower() for c in "e.") else value
-        except ValueError:
-            pass
-    return key.strip(), value
-
-
-def flatten_keys(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config dict as dotted keys: ``{"training": {"seed": 1}}`` -> ``{"training.seed": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten_keys(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _nest(key: str, value: Any) -> dict[str, Any]:
-    out: Any = value
-    for part in reversed(key.split(".")):
-        out = {part: out}
-    return out
-
-
-def _read_yaml(path: Path) -> Any:
-    """The YAML document at `path`; syntax and encoding errors name the line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}, line {line}: not valid UTF-8; re-encode the file as UTF-8") from None
-    try:
-        return yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        context = getattr(exc, "context", None)
-        what = f"{context}: {problem}" if context else problem
-        if mark is None:
-            raise ConfigError(f"{path}: not valid YAML ({what})") from None
-        raise ConfigError(f"{path}, line {mark.line + 1}: not valid YAML ({what} at column {mark.column + 1})") from None
+            setattr(obj, name, coerce(value, types[name], key))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Defaults, then the YAML at `path`, then `overrides` (``key=value``), then validation."""
-    config = ExperimentConfig()
+    """Defaults, then the YAML at `path`, then `overrides` (``key=value``), then validation.
+
+    ``task.type`` is applied first (it decides which ``task`` and ``data`` keys exist); keys of
+    another task type are accepted and ignored, as configs saved before keys moved list them all.
+
+    Args:
+        path: a YAML file of sections (``model``, ``data``, ``task``…), or None for the defaults.
+        overrides: ``section.key=value`` strings, applied in order; values are read as YAML.
+
+    Returns:
+        The validated config; a `ConfigError` naming the file, line or key otherwise.
+
+    Examples:
+        >>> config = load_config("configs/sms_spam_minilm.yaml", ["optimizer.learning_rate=3e-5"])
+        >>> config.optimizer.learning_rate
+        3e-05
+        >>> load_config(None, ["task.type=question_answering", "data.max_seq_length=384"]).task.n_best_size
+        20
+    """
+    config = new_config()
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        values = _read_yaml(path)
+        values = read_yaml(path)
         try:
             _apply(config, values)
         except ConfigError as exc:
@@ -373,115 +302,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> None:
-    """Apply ``key=value`` strings in order (validate afterwards)."""
-    for text in overrides:
-        key, value = parse_override(text)
-        _apply(config, _nest(key, value))
+    """Apply ``key=value`` strings in order, the last ``task.type`` first (validate afterwards).
+
+    The task type decides which ``task``/``data`` keys exist, so ``data.doc_stride=16`` before
+    ``task.type=question_answering`` still sets QA's stride.
+    """
+    parsed = [parse_override(text) for text in overrides]
+    types = [value for key, value in parsed if key == "task.type"]
+    if types:
+        set_task_type(config, types[-1])
+    for key, value in parsed:
+        _apply(config, nest(key, value))
 
 
 def config_from_dict(values: dict[str, Any]) -> ExperimentConfig:
     """Build and validate a config from a nested dict (e.g. one saved next to a model)."""
-    config = ExperimentConfig()
+    config = new_config()
     _apply(config, values)
     validate(config)
     return config
 
 
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(f"config key {key!r}: {message}")
+def new_config(task_type: Optional[str] = None) -> ExperimentConfig:
+    """The defaults, with the config classes of `task_type` (default: the default ``task.type``)."""
+    config = ExperimentConfig()
+    set_task_type(config, task_type or config.task.type)
+    return config
 
 
 def validate(config: ExperimentConfig) -> None:
-    """Reject impossible values up front, naming the key."""
-    d, o, t = config.data, config.optimizer, config.training
-    _require(d.max_seq_length >= 8, "data.max_seq_length", f"must be >= 8, got {d.max_seq_length}")
-    _require(0.0 <= d.validation_split < 1.0, "data.validation_split", "must be in [0, 1)")
-    _require(0.0 <= d.test_split < 1.0, "data.test_split", "must be in [0, 1)")
-    _require(d.validation_split + d.test_split < 1.0, "data.test_split", "validation_split + test_split must be < 1")
-    _require(d.has_header or bool(d.column_names), "data.column_names",
-             "files without a header (data.has_header: false) need column_names")
-    _require(d.max_examples_per_pack >= 1, "data.max_examples_per_pack", f"must be >= 1, got {d.max_examples_per_pack}")
-    if d.bucket_boundaries:
-        b = d.bucket_boundaries
-        _require(all(x < y for x, y in zip(b, b[1:])) and b[0] > 0, "data.bucket_boundaries",
-                 "must be increasing positive lengths")
-        _require(b[-1] <= d.max_seq_length, "data.bucket_boundaries", "must not exceed data.max_seq_length")
-    if d.labels is not None:
-        _require(len(set(d.labels)) == len(d.labels) and len(d.labels) >= 2, "data.labels",
-                 "must list at least two distinct labels")
-    if config.task.num_labels is not None:
-        _require(config.task.num_labels >= 2, "task.num_labels", "must be >= 2")
-        if d.labels is not None:
-            _require(len(d.labels) == config.task.num_labels, "task.num_labels",
-                     f"{config.task.num_labels} disagrees with data.labels ({len(d.labels)} labels)")
-    if config.task.type == "question_answering":
-        _require(0 < d.doc_stride, "data.doc_stride", "must be > 0")
-        _require(0 < d.max_query_length and d.max_query_length + d.doc_stride + 3 < d.max_seq_length,
-                 "data.max_query_length",
-                 "max_query_length + doc_stride + 3 special tokens must be < data.max_seq_length "
-                 "(each window must advance through the context)")
-    _require(config.task.n_best_size >= 1, "task.n_best_size", "must be >= 1")
-    _require(config.task.max_answer_length >= 1, "task.max_answer_length", "must be >= 1")
-    _require(0.0 <= config.model.classifier_dropout < 1.0, "model.classifier_dropout", "must be in [0, 1)")
-    _require(o.learning_rate > 0, "optimizer.learning_rate", "must be > 0")
-    _require(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
-    _require(0.0 <= o.warmup_ratio < 1.0, "optimizer.warmup_ratio", "must be in [0, 1)")
-    _require(o.warmup_steps >= 0, "optimizer.warmup_steps", "must be >= 0")
-    _require(not (o.warmup_steps and o.warmup_ratio), "optimizer.warmup_steps",
-             "set warmup_steps or warmup_ratio, not both")
-    _require(o.max_grad_norm is None or o.max_grad_norm > 0, "optimizer.max_grad_norm", "must be > 0 or null")
-    _require(0.0 <= o.adam_beta1 < 1.0, "optimizer.adam_beta1", "must be in [0, 1)")
-    _require(0.0 <= o.adam_beta2 < 1.0, "optimizer.adam_beta2", "must be in [0, 1)")
-    _require(o.adam_epsilon > 0, "optimizer.adam_epsilon", "must be > 0")
-    _require(o.power > 0, "optimizer.power", "must be > 0")
-    _require(o.lr_end >= 0, "optimizer.lr_end", "must be >= 0")
-    _require(0.0 < o.layerwise_lr_decay <= 1.0, "optimizer.layerwise_lr_decay",
-             f"must be in (0, 1] (1 is off), got {o.layerwise_lr_decay}")
-    _require(o.head_learning_rate is None or o.head_learning_rate > 0, "optimizer.head_learning_rate",
-             "must be > 0 or null (null: optimizer.learning_rate)")
-    _require(o.name == "adamw" or o.weight_decay == 0, "optimizer.weight_decay",
-             "plain Adam has no decoupled weight decay; use optimizer.name: adamw")
-    _require(t.num_train_epochs > 0, "training.num_train_epochs", "must be > 0")
-    # NumPy's and TensorFlow's seeds are unsigned 32-bit.
-    _require(0 <= t.seed < 2**32, "training.seed", f"must be in [0, 2**32), got {t.seed}")
-    _require(t.verbose in (0, 1, 2), "training.verbose", f"must be 0, 1 or 2 (Keras' fit), got {t.verbose}")
-    _require(t.max_steps == -1 or t.max_steps >= 1, "training.max_steps", "must be >= 1, or -1 to use num_train_epochs")
-    _require(t.per_device_train_batch_size >= 1, "training.per_device_train_batch_size", "must be >= 1")
-    _require(t.per_device_eval_batch_size >= 1, "training.per_device_eval_batch_size", "must be >= 1")
-    _require(t.gradient_accumulation_steps >= 1, "training.gradient_accumulation_steps", "must be >= 1")
-    _require(t.steps_per_execution >= 1, "training.steps_per_execution", "must be >= 1")
-    _require(t.save_total_limit >= 1, "training.save_total_limit", "must be >= 1")
-    _require(t.freeze_layers >= 0, "training.freeze_layers", "must be >= 0")
-    _require(t.freeze != "bottom" or t.freeze_layers > 0, "training.freeze_layers",
-             "training.freeze: bottom needs freeze_layers > 0")
-    _require(t.save_steps == "epoch" or t.save_steps >= 1, "training.save_steps", "must be >= 1 or 'epoch'")
-    _require(t.logging_steps >= 1, "training.logging_steps", f"must be >= 1, got {t.logging_steps}")
-    _require(bool(t.resume.strip()), "training.resume", "expected 'auto', 'never' or a checkpoint path")
-    _require(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
-             "training.early_stopping_patience", "must be >= 1 or null")
-    _validate_distribution(config.distribution)
-
-
-def _validate_distribution(n: "DistributionConfig") -> None:
-    """Settings that are wrong on any hardware (strategy-specific batch checks live in BatchPlan)."""
-    if n.devices is not None:
-        _require(len(n.devices) >= 1 and len(set(n.devices)) == len(n.devices), "distribution.devices",
-                 "must list distinct devices such as /gpu:0")
-    _require(n.ipus_per_replica >= 1, "distribution.ipus_per_replica", "must be >= 1")
-    _require(n.replication_factor >= 1, "distribution.replication_factor", "must be >= 1")
-    total = n.ipus_per_replica * n.replication_factor
-    _require(total & (total - 1) == 0, "distribution.replication_factor",
-             f"IPUs are acquired in powers of two; ipus_per_replica x replication_factor = {total}")
-    _require(n.auto_select_ipus or n.select_ipus is not None, "distribution.select_ipus",
-             "set a device id (gc-info) when distribution.auto_select_ipus is false")
-    splits = n.pipeline_splits
-    if splits:
-        _require(splits[0] > 0 and all(a < b for a, b in zip(splits, splits[1:])), "distribution.pipeline_splits",
-                 "must be increasing encoder layer indices > 0")
-        _require(len(splits) + 1 == n.ipus_per_replica, "distribution.pipeline_splits",
-                 f"{len(splits) + 1} pipeline stages need distribution.ipus_per_replica = {len(splits) + 1} "
-                 f"(one stage per IPU), got {n.ipus_per_replica}")
-    else:
-        _require(n.ipus_per_replica == 1, "distribution.ipus_per_replica",
-                 "a replica spans several IPUs only when pipelined; set distribution.pipeline_splits")
+    """Reject impossible values up front, naming the key (`tfbert.config_checks`)."""
+    if type(config.task) is TaskConfig or type(config.data) is DataConfig:
+        set_task_type(config, config.task.type)  # a tree built by hand: give it the task's classes
+    check_config(config)

@@ -6,9 +6,10 @@ This is the library entry point: `build_experiment(config)` returns a compiled K
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import tensorflow as tf
 import tf_keras
@@ -20,16 +21,17 @@ from tfbert.data.packing import plan_packing, resolve_padding
 from tfbert.data.pipeline import bucket_sizes, make_dataset, make_train_stream
 from tfbert.data.tfrecords import load_task_data
 from tfbert.errors import ConfigError
-from tfbert.modeling.freezing import apply_freezing
-from tfbert.modeling.packed import build_packed_model, packed_compile_args
+from tfbert.modeling.backbone import model_input_names
+from tfbert.modeling.build import build_model
+from tfbert.modeling.packed import build_packed_model
 from tfbert.modeling.task_model import TaskModel
-from tfbert.modeling.saving import find_backbone, load_pretrained, read_label_names
-from tfbert.pretrained import is_finetuned_dir, load_backbone, load_tokenizer
+from tfbert.modeling.saving import read_label_names
+from tfbert.pretrained import is_finetuned_dir, load_tokenizer
 from tfbert.tasks import Task, TaskData, get_task
 from tfbert.training import callbacks as tfbert_callbacks
 from tfbert.training.backup import RunBackup, SigtermFlag
 from tfbert.training.batch_plan import BatchPlan
-from tfbert.training.optimization import make_optimizer
+from tfbert.training.compile import compile_model
 from tfbert.training.precision import resolve_policy, set_precision
 from tfbert.training.seed import set_seed
 
@@ -45,7 +47,17 @@ class Experiment:
     data: TaskData
     plan: BatchPlan
     strategy: tf.distribute.Strategy
-    datasets: dict[str, tf.data.Dataset] = field(default_factory=dict)
+    #: split name -> its `tf.data` pipeline; called on first use of `datasets`
+    dataset_factory: Optional[Callable[[str], tf.data.Dataset]] = field(default=None, repr=False)
+
+    @functools.cached_property
+    def datasets(self) -> dict[str, tf.data.Dataset]:
+        """A `tf.data` pipeline per split for ``model.fit``/``evaluate`` in a user's script.
+
+        Built on first use: `fit` reads `train_stream` and evaluation reads the encoded splits, so
+        a run through `tfbert.train` never builds them.
+        """
+        return {name: self.dataset_factory(name) for name in self.data.splits} if self.dataset_factory else {}
 
     @property
     def label_names(self) -> list[str]:
@@ -160,10 +172,13 @@ class Experiment:
 
 
 def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: bool, pad_token_id: int,
-                       global_batch_size: int, drop_remainder: bool = False) -> tf.data.Dataset:
-    """The `tf.data` pipeline for one split, as the config asks (packed: `global_batch_size` counts packs)."""
+                       global_batch_size: int, drop_remainder: bool = False, num_replicas: int = 1) -> tf.data.Dataset:
+    """The `tf.data` pipeline for one split, as the config asks (packed: `global_batch_size` counts packs).
+
+    Evaluation splits are batched ``training.per_device_eval_batch_size`` per replica.
+    """
     d, t = config.data, config.training
-    batch_size = global_batch_size if training else t.per_device_eval_batch_size
+    batch_size = global_batch_size if training else t.per_device_eval_batch_size * num_replicas
     if d.padding == "packed" and not training:
         batch_size = plan_packing(split.lengths, d.max_seq_length, d.max_examples_per_pack).packs_for(batch_size)
     return make_dataset(
@@ -178,52 +193,6 @@ def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: 
         bucket_boundaries=d.bucket_boundaries,
         max_examples_per_pack=d.max_examples_per_pack,
     )
-
-
-def build_model(config: ExperimentConfig, task: Task, num_labels: int, input_names: list[str],
-                total_steps: int, steps_per_execution: Optional[int] = None, compile: bool = True) -> TaskModel:
-    """Backbone + head, frozen as configured, compiled with the configured optimizer (unless not `compile`).
-
-    Call inside the strategy's scope. ``model.name_or_path`` may also be a fine-tuned tfbert
-    model directory, whose weights (head included) are the starting point.
-    """
-    if is_finetuned_dir(config.model.name_or_path):
-        # Continue fine-tuning a tfbert model: its head comes along, so the labels must agree.
-        model = load_pretrained(config.model.name_or_path, num_labels=num_labels).model
-        model.gradient_accumulation_steps = config.training.gradient_accumulation_steps
-        backbone = find_backbone(model)
-        apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
-    else:
-        backbone = load_backbone(config.model.name_or_path)
-        check_sequence_length(backbone.config, config.data.max_seq_length)
-        apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
-        model = task.build_model(backbone, config, num_labels, input_names)
-    if compile:
-        compile_model(model, config, total_steps, task, steps_per_execution)
-    return model
-
-
-def check_sequence_length(backbone_config, max_seq_length: int) -> None:
-    """Longer inputs than the position table would fail deep inside the embedding lookup."""
-    positions = getattr(backbone_config, "max_position_embeddings", None)
-    if positions is not None and max_seq_length > positions:
-        raise ConfigError(f"config key 'data.max_seq_length': {max_seq_length} exceeds the model's "
-                          f"{positions} position embeddings")
-
-
-def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: int, task: Optional[Task] = None,
-                  steps_per_execution: Optional[int] = None, compile_args: Optional[dict] = None) -> None:
-    """The configured optimizer and the task's loss and metrics (or `compile_args`'s)."""
-    task = task or get_task(config.task.type)
-    optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16",
-                               variables=model.weights)
-    model.compile(optimizer=optimizer, steps_per_execution=steps_per_execution or config.training.steps_per_execution,
-                  **(compile_args or task.compile_args()))
-    # Create Adam's slots now: created inside the first traced step, they make tf.function trace
-    # the whole train step twice (slower first step, and the discarded graph's memory).
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    if hasattr(inner, "build"):
-        inner.build(model.trainable_variables)
 
 
 def _checkpoint_labels(config: ExperimentConfig) -> Optional[list[str]]:
@@ -241,7 +210,21 @@ def _checkpoint_labels(config: ExperimentConfig) -> Optional[list[str]]:
 
 
 def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.Strategy] = None) -> Experiment:
-    """Seed, set precision, read and tokenize data, build and compile the model in `strategy`'s scope."""
+    """Seed, set precision, read and tokenize data, build and compile the model in `strategy`'s scope.
+
+    Args:
+        config: a validated config (`tfbert.load_config`).
+        strategy: a `tf.distribute` strategy (default: the current one); see `tfbert.distribute`.
+
+    Returns:
+        An `Experiment`: the compiled ``model``, ``datasets`` per split, ``tokenizer``, ``task``
+        and the batch ``plan``; ``experiment.fit()`` trains with the standard callbacks.
+
+    Examples:
+        >>> experiment = build_experiment(load_config("configs/sms_spam_minilm.yaml"))  # doctest: +SKIP
+        >>> experiment.model.fit(experiment.train_dataset, epochs=1)  # doctest: +SKIP
+        >>> experiment.evaluate_split("test")["metrics"]  # doctest: +SKIP
+    """
     set_seed(config.training.seed)
     strategy = strategy or tf.distribute.get_strategy()
     # precision.policy: auto becomes the policy it chose, so the optimizer (loss scaling) and the
@@ -266,7 +249,8 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
     t = config.training
     dist = config.distribution
     # Static-shape strategies pack unless told otherwise (bucket cannot compile there).
-    padding = resolve_padding(config.data.padding, distribute.strategy_kind(strategy), bool(dist.pipeline_splits))
+    padding = resolve_padding(config.data.padding, distribute.strategy_kind(strategy),
+                              can_pack=task.supports_packing and not dist.pipeline_splits)
     if padding != config.data.padding:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, padding=padding))
     packing = None
@@ -295,25 +279,27 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
                       if config.data.padding == "bucket" else ()),
         packing=packing,
     )
-    datasets = {
-        name: distribute.shard_by_data(make_split_dataset(
-            config, split, name == "train", tokenizer.pad_token_id, plan.dataset_batch_size, drop_remainder))
-        for name, split in data.splits.items()
-    }
-    datasets["train"] = plan.limit_epoch(datasets["train"])  # IPU: whole executions per epoch
-    input_names = [n for n in tokenizer.model_input_names if n in data.splits["train"].features] + ["attention_mask"]
+    def split_dataset(name: str) -> tf.data.Dataset:
+        dataset = distribute.shard_by_data(make_split_dataset(
+            config, data.splits[name], name == "train", tokenizer.pad_token_id, plan.dataset_batch_size,
+            drop_remainder,
+            # IPU datasets are per replica (as plan.dataset_batch_size); other strategies split a global batch.
+            1 if plan.strategy == "ipu" else plan.num_replicas))
+        return plan.limit_epoch(dataset) if name == "train" else dataset  # IPU: whole executions per epoch
+
+    input_names = model_input_names(tokenizer, data.splits["train"].features)
     with strategy.scope():
         model = build_model(config, task, num_labels, input_names, plan.total_optimizer_steps, plan.steps_per_execution,
                             compile=packing is None)
         if packing is not None:
             # Trains on packed rows; the unpacked model (same variables) is evaluated, saved and exported.
-            model = build_packed_model(model, task.type, config.data.max_seq_length,
+            model = build_packed_model(model, task, config.data.max_seq_length,
                                        config.data.max_examples_per_pack, config.model.pooling)
             compile_model(model, config, plan.total_optimizer_steps, task, plan.steps_per_execution,
-                          compile_args=packed_compile_args(task.type))
+                          compile_args=task.packed_compile_args())
         # IPU: the SDK's accumulation (and pipelining) options, which are never saved with a model.
         model = distribute.prepare_model(
             model, strategy, t.gradient_accumulation_steps, dist, config.model.pooling,
             compile_fn=lambda m: compile_model(m, config, plan.total_optimizer_steps, task, plan.steps_per_execution))
     return Experiment(config=config, task=task, model=model, tokenizer=tokenizer, data=data, plan=plan,
-                      strategy=strategy, datasets=datasets)
+                      strategy=strategy, dataset_factory=split_dataset)

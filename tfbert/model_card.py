@@ -13,9 +13,6 @@ from typing import Optional
 from tfbert.config import ExperimentConfig
 from tfbert.training.batch_plan import BatchPlan
 
-_PIPELINE_TAGS = {"sequence_classification": ("text-classification", "Text Classification"),
-                  "token_classification": ("token-classification", "Token Classification"),
-                  "question_answering": ("question-answering", "Question Answering")}
 #: tfbert metric -> (Hub metric type, display name); losses and span accuracies stay out of the index
 _HUB_METRICS = {"accuracy": ("accuracy", "Accuracy"), "macro_f1": ("f1", "Macro F1"), "f1": ("f1", "F1"),
                 "precision": ("precision", "Precision"), "recall": ("recall", "Recall"),
@@ -67,7 +64,9 @@ def front_matter(config: ExperimentConfig, evaluation: Optional[dict], model_nam
     """The Hub's YAML metadata block (between ``---`` lines)."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    pipeline_tag, task_name = _PIPELINE_TAGS[config.task.type]
+    from tfbert.tasks.registry import get_task_class
+
+    pipeline_tag, task_name = get_task_class(config.task.type).pipeline_tag
     dataset = dataset_id(config)
     results = []
     for key, value in (evaluation or {}).get("metrics", {}).items():

@@ -355,11 +355,9 @@ def graph_tokens_with_offsets(gt, texts) -> dict[str, list[list]]:
     return dict(zip(("ids", "starts", "ends", "word_ids"), (p.to_list() for p in parts)))
 
 
-def hf_encode_with_offsets(tok, texts, max_length, stride=None) -> dict[str, list[list[int]]]:
+def hf_encode_with_offsets(tok, texts, max_length) -> dict[str, list[list[int]]]:
     """HF's padded encoding with offsets and word ids as encode_with_offsets gives them."""
-    windows = {} if stride is None else {"stride": stride, "return_overflowing_tokens": True}
-    enc = tok(texts, truncation=True, max_length=max_length, padding=True,
-              return_offsets_mapping=True, **windows)
+    enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_offsets_mapping=True)
     out = {k: enc[k] for k in tok.model_input_names}
     word_ids = [enc.word_ids(i) for i in range(len(enc["input_ids"]))]
     out["word_ids"] = [_none_to(row) for row in word_ids]
@@ -367,8 +365,6 @@ def hf_encode_with_offsets(tok, texts, max_length, stride=None) -> dict[str, lis
                             for ws, row in zip(word_ids, enc["offset_mapping"])]
     out["offsets_end"] = [[-1 if w is None else o[1] for w, o in zip(ws, row)]
                           for ws, row in zip(word_ids, enc["offset_mapping"])]
-    if stride is not None:
-        out["window_to_example"] = enc["overflow_to_sample_mapping"]
     return out
 
 
@@ -480,18 +476,7 @@ def test_encode_with_offsets_matches_hf_and_call(hf_tokenizers, graph_tokenizer,
     assert {k: ours[k] for k in plain} == plain
 
 
-@pytest.mark.parametrize("stride", [0, 1, 4, 10])
-@pytest.mark.parametrize("max_length", [13, 64])
-def test_encode_windows_match_hf_overflow(hf_tokenizers, graph_tokenizer, max_length, stride):
-    texts = OFFSET_TEXTS + [words(n) for n in (max_length - 3, max_length - 2, max_length - 1)]
-    gt = graph_tokenizer("uncased", max_length)
-    ours = numpy_lists(gt.encode_windows(tf.constant(texts), stride))
-    ref = hf_encode_with_offsets(hf_tokenizers["uncased"], texts, max_length, stride)
-    assert_rows_equal(ours, ref, [texts[i] for i in ref["window_to_example"]])
-    assert len(ref["input_ids"]) > len(texts)
-
-
-def test_left_side_offsets_and_windows(bundled_dir):
+def test_left_side_offsets(bundled_dir):
     tok = transformers.AutoTokenizer.from_pretrained(str(bundled_dir))
     tok.padding_side = "left"
     tok.truncation_side = "left"
@@ -499,9 +484,6 @@ def test_left_side_offsets_and_windows(bundled_dir):
     texts = OFFSET_TEXTS[:30] + [LONG_PARAGRAPH, ""]
     assert_rows_equal(numpy_lists(gt.encode_with_offsets(tf.constant(texts))),
                       hf_encode_with_offsets(tok, texts, 13), texts)
-    ref = hf_encode_with_offsets(tok, texts, 13, 3)
-    assert_rows_equal(numpy_lists(gt.encode_windows(tf.constant(texts), 3)), ref,
-                      [texts[i] for i in ref["window_to_example"]])
 
 
 def qa_pairs(tok, max_length: int, stride: int, max_query_length: int
@@ -617,11 +599,6 @@ def test_rejects_max_seq_length_below_special_tokens(hf_tokenizers):
 def test_rejects_strides_without_room(graph_tokenizer):
     gt = graph_tokenizer("uncased", 32)
     texts = tf.constant(["a"])
-    gt.encode_windows(texts, 29)  # 30 tokens of room
-    with pytest.raises(ConfigError, match="stride 30 must be at least 0 and smaller than the 30"):
-        gt.encode_windows(texts, 30)
-    with pytest.raises(ConfigError, match="stride -1"):
-        gt.encode_windows(texts, -1)
     with pytest.raises(ConfigError, match="smaller than the 21 context tokens"):
         gt.encode_qa_windows(texts, texts, 21, 8)
     with pytest.raises(ConfigError, match="leaves no room for the context"):
@@ -661,10 +638,6 @@ class _Serving(tf.Module):
     def encode_with_offsets(self, texts):
         return self.tokenizer.encode_with_offsets(texts)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def encode_windows(self, texts):
-        return self.tokenizer.encode_windows(texts, _WINDOW_STRIDE)
-
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2)
     def encode_qa_windows(self, questions, contexts):
         return self.tokenizer.encode_qa_windows(questions, contexts, _DOC_STRIDE, _MAX_QUERY_LENGTH)
@@ -683,7 +656,6 @@ _LOADER = textwrap.dedent("""
         texts=tf.constant(texts), text_pairs=tf.constant(texts[::-1]))
     offsets = loaded.tokenize_with_offsets(tf.constant(texts))
     encoded = loaded.signatures["encode_with_offsets"](texts=tf.constant(texts))
-    windows = loaded.signatures["windows"](texts=tf.constant(texts))
     qa = loaded.signatures["qa_windows"](
         questions=tf.constant(inputs["questions"]), contexts=tf.constant(inputs["contexts"]))
     as_lists = lambda outputs: {k: v.numpy().tolist() for k, v in outputs.items()}
@@ -692,7 +664,6 @@ _LOADER = textwrap.dedent("""
         "pairs": as_lists(pairs),
         "offsets": dict(zip(["ids", "starts", "ends", "word_ids"], [r.to_list() for r in offsets])),
         "encoded": as_lists(encoded),
-        "windows": as_lists(windows),
         "qa": as_lists(qa),
     }))
 """)
@@ -704,7 +675,7 @@ def test_savedmodel_round_trip_in_fresh_process(hf_tokenizers, graph_tokenizer, 
     export_dir = tmp_path / "tokenizer"
     tf.saved_model.save(module, str(export_dir), signatures={
         "serving_default": module.tokenize, "pairs": module.tokenize_pairs,
-        "encode_with_offsets": module.encode_with_offsets, "windows": module.encode_windows,
+        "encode_with_offsets": module.encode_with_offsets,
         "qa_windows": module.encode_qa_windows,
     })
     questions, contexts = qa_pairs(tok, 64, _DOC_STRIDE, _MAX_QUERY_LENGTH)
@@ -725,7 +696,5 @@ def test_savedmodel_round_trip_in_fresh_process(hf_tokenizers, graph_tokenizer, 
     assert_same(result["pairs"], hf_encode(tok, CORPUS, pairs, 64), CORPUS, pairs)
     assert_rows_equal(result["offsets"], hf_tokens_with_offsets(tok, CORPUS), CORPUS)
     assert_rows_equal(result["encoded"], hf_encode_with_offsets(tok, CORPUS, 64), CORPUS)
-    ref = hf_encode_with_offsets(tok, CORPUS, 64, _WINDOW_STRIDE)
-    assert_rows_equal(result["windows"], ref, [CORPUS[i] for i in ref["window_to_example"]])
     ref = hf_qa_windows(tok, questions, contexts, 64, _DOC_STRIDE, _MAX_QUERY_LENGTH)
     assert_rows_equal(result["qa"], ref, [questions[i] for i in ref["window_to_example"]])

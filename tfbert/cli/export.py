@@ -31,7 +31,9 @@ def _run_card(loaded, output: Path) -> str:
                    if line.strip()]
     config = loaded.config
     note = None
-    if config.task.type == "sequence_classification" and config.model.pooling != "pooler":
+    from tfbert.tasks import get_task
+
+    if not get_task(config.task.type).has_hf_head(config):
         note = head_note(config)
     name = run.name if output.resolve() == (run / "model") else output.name
     return render_model_card(config, None, history, evaluation, loaded.label_names, model_name=name,

@@ -30,17 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     from tfbert.tasks import get_task
 
     config = load_config(args.config, args.overrides)
+    task = get_task(config.task.type)
     wanted = [s.strip() for s in args.splits.split(",") if s.strip()]
     for split in wanted:
         if split not in SPLITS:
             raise ConfigError(f"--splits: {split!r} is not a split; expected some of {', '.join(SPLITS)}")
-        if split != "train" and config.task.type != "sequence_classification":
-            raise ConfigError(f"--splits: {split} records are for sequence_classification; {config.task.type} "
+        if split != "train" and not task.evaluates_from_records:
+            raise ConfigError(f"--splits: {split} records are for tasks evaluated per example; {config.task.type} "
                               "evaluation needs the original file (keep data.validation_file/test_file)")
     if config.data.tfrecords:
         raise ConfigError("config key 'data.tfrecords': the source must be data files, not records")
     tokenizer = load_tokenizer(config.model.name_or_path)
-    task = get_task(config.task.type)
     data = task.load_data(config, tokenizer, seed=config.training.seed)
     missing = [s for s in wanted if s not in data.splits]
     if missing:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tfbert.data.readers import check_text_file
+from tfbert.data.readers import check_text_file, parse_json_line
 from tfbert.errors import DataError
 
 _TAG = re.compile(r"^(?:O|[BIES]-\S+)$")
@@ -94,10 +94,7 @@ def _json_records(path: Path) -> list[tuple[int, object]]:
         rows = []
         for line_no, line in enumerate(text.split("\n"), start=1):
             if line.strip():
-                try:
-                    rows.append((line_no, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+                rows.append((line_no, parse_json_line(line, path, line_no)))
         return rows
     try:
         value = json.loads(text)

@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
+from tfbert.modeling.backbone import token_feature_names
 
 IGNORE_INDEX = -100  # label of tokens the loss and metrics skip (special tokens, later subwords, padding)
 
@@ -61,7 +62,7 @@ def tokenize_split(
     labels: Optional[np.ndarray] = None,
 ) -> EncodedSplit:
     """Tokenize without padding (batches are padded later, per bucket) and truncate to max length."""
-    input_names = [n for n in tokenizer.model_input_names if n != "attention_mask"]
+    input_names = token_feature_names(tokenizer)
 
     def encode(batch: dict) -> dict:
         pairs = batch[text_pair_column] if text_pair_column else None

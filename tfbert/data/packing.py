@@ -41,6 +41,9 @@ from tfbert.data.encoding import IGNORE_INDEX, EncodedSplit, RaggedLabels
 #: per-example tensors ([packs, K]), not attention or encoder compute.
 DEFAULT_MAX_EXAMPLES_PER_PACK = 32
 
+#: Strategies whose compiled programs need every batch to have the same shape.
+STATIC_SHAPE_STRATEGIES = ("tpu", "ipu")
+
 #: Inputs of a packed batch besides the tokenizer's own (``input_ids``, ``token_type_ids``).
 PACKED_INPUTS = ("position_ids", "example_ids", "example_starts")
 
@@ -314,19 +317,18 @@ def packed_batches_per_epoch(plan: PackingPlan, batch_size: int) -> int:
     return plan.num_packs // batch_size
 
 
-def resolve_padding(padding: str, strategy: str, pipelined: bool = False) -> str:
+def resolve_padding(padding: str, strategy: str, can_pack: bool = True) -> str:
     """The padding a strategy runs: static-shape strategies (tpu, ipu) pack by default.
 
     Args:
         padding: ``data.padding`` as configured.
         strategy: the strategy kind (``default``, ``tpu``, ``ipu``, ...).
-        pipelined: an IPU pipeline (``distribution.pipeline_splits``) unrolls the unpacked model,
-            so there the default is ``max_length``.
+        can_pack: False where packing cannot run: an IPU pipeline (``distribution.pipeline_splits``)
+            unrolls the unpacked model, and a task without a packed head (`Task.supports_packing`);
+            there the static-shape default is ``max_length``.
     """
-    from tfbert.training.batch_plan import STATIC_SHAPE_STRATEGIES
-
     if strategy in STATIC_SHAPE_STRATEGIES and padding == "bucket":
-        return "max_length" if pipelined else "packed"
+        return "packed" if can_pack else "max_length"
     return padding
 
 

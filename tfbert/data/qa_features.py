@@ -16,6 +16,7 @@ import numpy as np
 
 from tfbert.data.squad import QAExample
 from tfbert.errors import ConfigError, DataError
+from tfbert.modeling.backbone import token_feature_names
 
 NOT_CONTEXT = (-1, -1)
 _BATCH = 1000
@@ -138,7 +139,7 @@ def prepare_qa_features(
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("extractive QA needs a fast tokenizer (offset mappings); got a slow one")
     _check_budget(tokenizer, max_seq_length, doc_stride, max_query_length)
-    input_names = [n for n in tokenizer.model_input_names if n != "attention_mask"]
+    input_names = token_feature_names(tokenizer)
 
     columns: dict[str, list[np.ndarray]] = {name: [] for name in input_names}
     offset_rows: list[np.ndarray] = []

@@ -120,6 +120,14 @@ def check_table_shape(path: Path, fmt: str, config: DataConfig) -> None:
         raise DataError(f"{path}: no data rows" + (" after the header" if config.has_header else ""))
 
 
+def parse_json_line(line: str, path: Path, line_no: int) -> object:
+    """One JSON Lines record; a syntax error names the file, line and column."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
 def _json_kind(value: object) -> str:
     return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), "a number")
 
@@ -158,10 +166,7 @@ def check_json_rows(path: Path, fmt: str) -> None:
             continue
         if blank_at:
             raise _blank_line_error(path, blank_at)
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        record = parse_json_line(line, path, line_no)
         if not isinstance(record, dict):
             raise DataError(f"{path}, line {line_no}: expected a JSON object, got {_json_kind(record)}")
         rows += 1

@@ -18,7 +18,3 @@ class TaskData:
     label_names: list[str]
     splits: dict[str, EncodedSplit] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.label_names)}

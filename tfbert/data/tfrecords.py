@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbert.data.encoding import EncodedSplit, RaggedLabels
+from tfbert.data.task_data import TaskData
 from tfbert.errors import ConfigError, DataError
 
 FORMAT = "tfbert-tfrecords"
@@ -228,8 +229,6 @@ def load_task_data(task, config, tokenizer, seed: int, label_names: Optional[lis
     if label_names is not None and list(label_names) != metadata["label_names"]:
         raise ConfigError(f"config key 'data.tfrecords': labels {metadata['label_names']} disagree with the "
                           f"checkpoint's {label_names}")
-    from tfbert.tasks import TaskData
-
     files = {s: p for s, p in (("validation", config.data.validation_file), ("test", config.data.test_file)) if p}
     if files:
         data = task.load_data(config, tokenizer, seed=seed, label_names=metadata["label_names"], splits=files)

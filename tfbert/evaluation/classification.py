@@ -27,22 +27,3 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: 
             "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         },
     }
-
-
-def softmax_cross_entropy(logits, labels) -> float:
-    """Mean of -log softmax(row)[label] over rows, computed stably.
-
-    `logits` is a [n, C] array, or a sequence of 1-D rows of different lengths (e.g. QA windows).
-    """
-    labels = np.asarray(labels)
-    if len(labels) == 0:
-        return 0.0
-    if isinstance(logits, np.ndarray) and logits.ndim == 2:
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return float(-log_probs[np.arange(len(labels)), labels].mean())
-    total = 0.0
-    for row, label in zip(logits, labels):
-        shifted = row - row.max()
-        total -= float(shifted[label] - np.log(np.exp(shifted).sum()))
-    return total / len(labels)

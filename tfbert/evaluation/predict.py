@@ -7,12 +7,19 @@ from tfbert.data.encoding import EncodedSplit, select_rows
 from tfbert.data.pipeline import make_dataset
 
 
+def global_batch_size(model, per_replica_batch_size: int) -> int:
+    """``training.per_device_eval_batch_size`` is per replica: times the replicas of the model's strategy."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return per_replica_batch_size * (strategy.num_replicas_in_sync if strategy is not None else 1)
+
+
 def predict_logits(model, split: EncodedSplit, batch_size: int, pad_token_id: int = 0) -> np.ndarray:
-    """Logits [num_examples, num_labels].
+    """Logits [num_examples, num_labels]; `batch_size` per replica.
 
     Rows are sorted by length so each batch is padded only to its longest neighbour, then the
     predictions are put back in the original order.
     """
+    batch_size = global_batch_size(model, batch_size)
     order = np.argsort(split.lengths, kind="stable")
     unlabelled = EncodedSplit(features=select_rows(split, order).features, labels=None)
     dataset = make_dataset(unlabelled, batch_size, padding="dynamic", pad_token_id=pad_token_id)
@@ -27,8 +34,10 @@ def predict_per_token(model, split: EncodedSplit, batch_size: int, pad_token_id:
 
     For a model with one output: a list of arrays [length, ...]; with named outputs (a dict):
     a dict of such lists. Batches of length-sorted rows keep padding small; `predict_on_batch`
-    uses Keras' retracing-tolerant predict function, so varying batch widths are cheap.
+    uses Keras' retracing-tolerant predict function, so varying batch widths are cheap. `batch_size`
+    is per replica.
     """
+    batch_size = global_batch_size(model, batch_size)
     order = np.argsort(split.lengths, kind="stable")
     lengths = split.lengths[order]
     unlabelled = EncodedSplit(features=select_rows(split, order).features, labels=None)

@@ -4,12 +4,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
+from tfbert.modeling.backbone import freeze_unused_pooler, head_initializer, model_inputs
 from tfbert.modeling.task_model import TaskModel
-
-
-def model_inputs(input_names: list[str]) -> dict[str, tf_keras.Input]:
-    """int32 [batch, seq] inputs; the sequence length stays dynamic (bucketed batches)."""
-    return {name: tf_keras.Input(shape=(None,), dtype=tf.int32, name=name) for name in input_names}
 
 
 def pool(backbone_output, attention_mask, pooling: str) -> tf.Tensor:
@@ -34,19 +30,14 @@ def build_sequence_classifier(
 ) -> TaskModel:
     """A Functional `TaskModel` returning float32 logits of shape [batch, num_labels]."""
     inputs = model_inputs(input_names)
-    main = getattr(backbone, backbone.base_model_prefix)
-    if pooling != "pooler" and getattr(main, "pooler", None) is not None:
-        # The pooler gets no gradient when unused; freezing it avoids Keras' warning about it.
-        main.pooler.trainable = False
+    if pooling != "pooler":
+        freeze_unused_pooler(backbone)
     outputs = backbone(inputs)
     vector = pool(outputs, inputs["attention_mask"], pooling)
     vector = tf_keras.layers.Dropout(dropout, seed=seed, name="classifier_dropout")(vector)
-    initializer = tf_keras.initializers.TruncatedNormal(
-        stddev=getattr(backbone.config, "initializer_range", 0.02), seed=seed
-    )
     # float32 output keeps the softmax and loss stable under mixed precision.
     logits = tf_keras.layers.Dense(
-        num_labels, kernel_initializer=initializer, dtype="float32", name="classifier"
+        num_labels, kernel_initializer=head_initializer(backbone, seed), dtype="float32", name="classifier"
     )(vector)
     return TaskModel(
         inputs=inputs, outputs=logits, name="sequence_classifier",

@@ -2,11 +2,7 @@
 from __future__ import annotations
 
 from tfbert.errors import ConfigError
-
-
-def _main_layer(backbone):
-    """The architecture's main layer (``bert``, ``distilbert``, ``roberta``…) of a TF*Model."""
-    return getattr(backbone, backbone.base_model_prefix)
+from tfbert.modeling.backbone import main_layer as _main_layer
 
 
 def encoder_layers(backbone) -> list:

@@ -1,10 +1,21 @@
 """Losses and metrics over labelled positions only (token labels use IGNORE_INDEX = -100)."""
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from tfbert.data.encoding import IGNORE_INDEX
+
+
+def split_loss(loss: tf_keras.losses.Loss, y_true, y_pred) -> float:
+    """`loss` over a whole split, reduced as `compile` reduces it (the mean over examples).
+
+    Per-example values, then a mean: Keras refuses its default reduction inside a
+    `tf.distribute` strategy scope outside `compile`, and evaluation runs in that scope.
+    """
+    loss.reduction = tf_keras.losses.Reduction.NONE
+    return float(np.mean(loss(y_true, y_pred)))
 
 
 @tf_keras.utils.register_keras_serializable(package="tfbert")

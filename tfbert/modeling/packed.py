@@ -19,14 +19,12 @@ over the examples (or labelled tokens) of a batch, as unpacked: empty slots carr
 from __future__ import annotations
 
 import weakref
-from typing import Any
 
 import tensorflow as tf
 import tf_keras
 
 from tfbert.errors import ConfigError
-from tfbert.modeling.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
-from tfbert.modeling.saving import find_backbone
+from tfbert.modeling.backbone import find_backbone, main_layer
 from tfbert.modeling.task_model import TaskModel
 
 #: ``config.model_type`` of backbones whose embeddings and encoder layers the twin can drive.
@@ -46,7 +44,7 @@ def unpacked_model(model):
 def check_packable(backbone) -> None:
     """Stop with one line unless the backbone is of the BERT architecture family."""
     model_type = getattr(backbone.config, "model_type", type(backbone).__name__)
-    main = getattr(backbone, getattr(backbone, "base_model_prefix", ""), None)
+    main = main_layer(backbone) if hasattr(backbone, "base_model_prefix") else None
     layers = getattr(getattr(main, "encoder", None), "layer", None)
     if model_type not in SUPPORTED_MODEL_TYPES or getattr(main, "embeddings", None) is None or not layers:
         raise ConfigError(
@@ -136,68 +134,48 @@ def packed_hidden_states(main, inputs: dict) -> tf.Tensor:
     return hidden
 
 
-def build_packed_model(model: TaskModel, task_type: str, max_seq_length: int, max_examples_per_pack: int,
+def build_packed_model(model: TaskModel, task, max_seq_length: int, max_examples_per_pack: int,
                        pooling: str = "pooler") -> TaskModel:
     """The packed twin of a standard tfbert task model (same variables), for training on packed batches.
 
     Args:
         model: the standard model (`Task.build_model`), which stays the one saved and exported.
-        task_type: ``sequence_classification``, ``token_classification`` or ``question_answering``.
+        task: the `tfbert.tasks.Task`, whose `packed_outputs` reads each example out of its row.
         max_seq_length: tokens per row.
         max_examples_per_pack: example slots per row.
         pooling: ``model.pooling`` of a sequence classifier.
+
+    Examples:
+        >>> twin = build_packed_model(model, get_task("sequence_classification"), 128, 32)  # doctest: +SKIP
+        >>> twin.compile(optimizer, **get_task("sequence_classification").packed_compile_args())  # doctest: +SKIP
     """
     backbone = find_backbone(model)
     check_packable(backbone)
-    main = getattr(backbone, backbone.base_model_prefix)
+    main = main_layer(backbone)
     names = list(model.input.keys()) if isinstance(model.input, dict) else [t.name for t in model.inputs]
     inputs = packed_inputs(names, max_seq_length, max_examples_per_pack)
     hidden = packed_hidden_states(main, inputs)
-    k = max_examples_per_pack
-    if task_type == "sequence_classification":
-        if pooling == "mean":
-            membership = ExampleTokens(k, name="example_tokens")(inputs["example_ids"])
-            vector = MeanExamples(name="example_mean")([hidden, membership])
-        else:
-            vector = GatherExamples(name="example_cls")([hidden, inputs["example_starts"]])
-            if pooling == "pooler":
-                # BERT's pooler reads position 0 of a [batch, seq, h] tensor: give it one example per row.
-                width = hidden.shape[-1]
-                pooled = main.pooler(hidden_states=tf.reshape(vector, [-1, 1, width]))
-                vector = tf.reshape(pooled, [-1, k, width])
-        outputs = model.get_layer("classifier")(model.get_layer("classifier_dropout")(vector))
-    elif task_type == "token_classification":
-        outputs = model.get_layer("classifier")(model.get_layer("classifier_dropout")(hidden))
-    elif task_type == "question_answering":
-        from tfbert.modeling.span_head import END, START
-
-        logits = model.get_layer("qa_outputs")(hidden)
-        membership = ExampleTokens(k, name="example_tokens")(inputs["example_ids"])
-        outputs = {START: ExampleSpanLogits(name=START, dtype="float32")([logits[..., 0], membership]),
-                   END: ExampleSpanLogits(name=END, dtype="float32")([logits[..., 1], membership])}
-    else:
-        raise ConfigError(f"config key 'data.padding': packed does not support task.type {task_type!r}")
+    outputs = task.packed_outputs(model, main, hidden, inputs, max_examples_per_pack, pooling)
     twin = TaskModel(inputs=inputs, outputs=outputs, name=f"{model.name}_packed",
                      gradient_accumulation_steps=model.gradient_accumulation_steps)
     _UNPACKED[twin] = model
     return twin
 
 
-def packed_compile_args(task_type: str) -> dict[str, Any]:
-    """`compile` arguments of the twin: per-example (or per-token) means over labelled items only."""
-    if task_type == "sequence_classification":
-        return {"loss": MaskedSparseCategoricalCrossentropy(), "metrics": [MaskedAccuracy(name="accuracy")]}
-    if task_type == "token_classification":
-        return {"loss": MaskedSparseCategoricalCrossentropy(), "metrics": [MaskedAccuracy(name="token_accuracy")]}
-    from tfbert.modeling.span_head import END, START
+def packed_sequence_vector(main, hidden, inputs: dict, max_examples_per_pack: int, pooling: str):
+    """Each example's sentence vector ``[packs, K, hidden]``: its own [CLS], the pooler on it, or its mean."""
+    k = max_examples_per_pack
+    if pooling == "mean":
+        membership = ExampleTokens(k, name="example_tokens")(inputs["example_ids"])
+        return MeanExamples(name="example_mean")([hidden, membership])
+    vector = GatherExamples(name="example_cls")([hidden, inputs["example_starts"]])
+    if pooling == "pooler":
+        # BERT's pooler reads position 0 of a [batch, seq, h] tensor: give it one example per row.
+        width = hidden.shape[-1]
+        pooled = main.pooler(hidden_states=tf.reshape(vector, [-1, 1, width]))
+        vector = tf.reshape(pooled, [-1, k, width])
+    return vector
 
-    # HF's BertForQuestionAnswering loss: the mean of the start and end cross-entropies.
-    return {
-        "loss": {START: MaskedSparseCategoricalCrossentropy(), END: MaskedSparseCategoricalCrossentropy()},
-        "loss_weights": {START: 0.5, END: 0.5},
-        "metrics": {START: [MaskedAccuracy(name="accuracy")], END: [MaskedAccuracy(name="accuracy")]},
-    }
 
-
-__all__ = ["SUPPORTED_MODEL_TYPES", "build_packed_model", "check_packable", "packed_compile_args",
-           "packed_inputs", "unpacked_model"]
+__all__ = ["SUPPORTED_MODEL_TYPES", "build_packed_model", "check_packable", "packed_inputs",
+           "packed_sequence_vector", "unpacked_model"]

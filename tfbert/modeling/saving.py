@@ -42,6 +42,9 @@ import yaml
 
 from tfbert.config import ExperimentConfig, config_from_dict
 from tfbert.errors import ModelError
+from tfbert.modeling.backbone import find_backbone, main_layer, model_input_names
+from tfbert.tasks.registry import get_task_class
+from tfbert.training.compile import compile_model
 from tfbert.utils.files import atomic_directory
 
 LABELS_FILE = "labels.json"
@@ -50,12 +53,6 @@ MANIFEST_FILE = "tfbert_model.json"
 HEAD_FILE = "tfbert_head.safetensors"
 FORMAT_VERSION = 2
 
-#: task type -> (transformers auto class, the head layer's name in both models, pipeline task)
-TASK_CLASSES = {
-    "sequence_classification": ("TFAutoModelForSequenceClassification", "classifier", "text-classification"),
-    "token_classification": ("TFAutoModelForTokenClassification", "classifier", "token-classification"),
-    "question_answering": ("TFAutoModelForQuestionAnswering", "qa_outputs", "question-answering"),
-}
 _CHECK_TEXTS = ("A short sentence.", "Another, somewhat longer sentence: it checks padding and the mask too!")
 
 
@@ -83,27 +80,15 @@ def _float32_policy() -> Iterator[None]:
         tf_keras.mixed_precision.set_global_policy(previous)
 
 
-def find_backbone(model):
-    """The transformers backbone layer inside a task model."""
-    for layer in model.layers:
-        if hasattr(layer, "base_model_prefix") and hasattr(layer, "config"):
-            return layer
-    raise ModelError(f"{model.name}: no transformers backbone layer found")
-
-
-def _main_layer(model):
-    return getattr(model, model.base_model_prefix)
-
-
 def _key(variable) -> str:
     """A variable's name without its model's scope (``tf_bert_model/bert/x:0`` -> ``bert/x``)."""
     return variable.name.split("/", 1)[-1].split(":")[0]
 
 
-def _copy_main_layer(source, target, require_all_targets: bool) -> None:
+def _copymain_layer(source, target, require_all_targets: bool) -> None:
     """Assign the target main layer's variables from the source's, matched by name."""
-    values = {_key(v): v for v in _main_layer(source).weights}
-    targets = _main_layer(target).weights
+    values = {_key(v): v for v in main_layer(source).weights}
+    targets = main_layer(target).weights
     missing = [_key(v) for v in targets if _key(v) not in values]
     if missing and require_all_targets:
         raise KeyError(f"no source for {missing[:3]}")
@@ -144,16 +129,10 @@ def _tolerance(task_model) -> float:
     return 1e-4 if task_model.compute_dtype == "float32" else 5e-2
 
 
-def _input_names(tokenizer) -> list[str]:
-    return [n for n in tokenizer.model_input_names if n != "attention_mask"] + ["attention_mask"]
-
-
-def _labelled_config(backbone_config, label_names: list[str], task_type: str):
+def _labelled_config(backbone_config, label_names: list[str], task):
     config = copy.deepcopy(backbone_config)
-    if task_type != "question_answering":
-        config.num_labels = len(label_names)
-        config.id2label = {i: n for i, n in enumerate(label_names)}
-        config.label2id = {n: i for i, n in enumerate(label_names)}
+    for name, value in task.hf_config_updates(label_names).items():
+        setattr(config, name, value)
     return config
 
 
@@ -161,21 +140,20 @@ def _transformers_twin(model, backbone, tokenizer, config: ExperimentConfig, lab
     """The transformers task model holding the same weights, or None when tfbert's head has no class."""
     import transformers
 
-    task_type = config.task.type
-    class_name, head_name, _ = TASK_CLASSES[task_type]
-    if task_type == "sequence_classification" and config.model.pooling != "pooler":
+    task = get_task_class(config.task.type)()
+    head_name = task.head_name
+    if not task.has_hf_head(config):
         return None
     with _float32_policy():
         try:
-            hf = getattr(transformers, class_name).from_config(_labelled_config(backbone.config, label_names, task_type))
+            hf = getattr(transformers, task.hf_auto_class).from_config(_labelled_config(backbone.config, label_names, task))
             hf(hf.dummy_inputs, training=False)
-            _copy_main_layer(backbone, hf, require_all_targets=True)
+            _copymain_layer(backbone, hf, require_all_targets=True)
             hf_head, our_head = getattr(hf, head_name), model.get_layer(head_name)
             hf_head.set_weights([np.asarray(w) for w in our_head.get_weights()])
         except (ValueError, KeyError, AttributeError):
             return None  # an architecture whose own head is not tfbert's: saved as backbone + head
-    pair = task_type == "question_answering" or bool(config.data.text_pair_column)
-    if _same_outputs(model, hf, tokenizer, _input_names(tokenizer), pair) > _tolerance(model):
+    if _same_outputs(model, hf, tokenizer, model_input_names(tokenizer), task.reads_pairs(config)) > _tolerance(model):
         return None
     return hf
 
@@ -192,9 +170,10 @@ def save_pretrained(directory: str | Path, model, tokenizer, config: ExperimentC
 
     backbone = find_backbone(model)
     hf = _transformers_twin(model, backbone, tokenizer, config, label_names)
-    _, head_name, pipeline_task = TASK_CLASSES[config.task.type]
+    task = get_task_class(config.task.type)()
+    head_name = task.head_name
     manifest = {"format": FORMAT_VERSION, "task": config.task.type, "pooling": config.model.pooling,
-                "pipeline_tag": pipeline_task}
+                "pipeline_tag": task.pipeline_tag[0]}
     with atomic_directory(directory) as tmp:
         if hf is not None:
             hf.save_pretrained(str(tmp))
@@ -204,7 +183,7 @@ def save_pretrained(directory: str | Path, model, tokenizer, config: ExperimentC
 
             backbone.save_pretrained(str(tmp))
             # The backbone's own config object is shared with the live model: label a copy.
-            labelled = _labelled_config(backbone.config, label_names, config.task.type)
+            labelled = _labelled_config(backbone.config, label_names, task)
             labelled.architectures = [type(backbone).__name__.removeprefix("TF")]
             labelled.save_pretrained(str(tmp))
             kernel, bias = (np.asarray(w) for w in model.get_layer(head_name).get_weights())
@@ -285,11 +264,21 @@ def _check_num_labels(directory: Path, num_labels: Optional[int], label_names: l
 
 
 def load_pretrained(directory: str | Path, num_labels: int | None = None) -> FineTunedModel:
-    """Rebuild the compiled Keras task model from a model directory (either format) and load its weights.
+    """Rebuild the compiled Keras task model from a fine-tuned model directory (either format).
 
-    `num_labels`, when given, must agree with the checkpoint (a clear error otherwise).
+    For a base (not fine-tuned) checkpoint use `tfbert.pretrained.load_backbone`.
+
+    Args:
+        directory: ``RUN/model`` as written by training or `save_pretrained`.
+        num_labels: when given, must agree with the checkpoint (a `ModelError` otherwise).
+
+    Returns:
+        A `FineTunedModel`: ``model``, ``tokenizer``, ``config``, ``label_names``, ``directory``.
+
+    Examples:
+        >>> loaded = load_pretrained("runs/sms_spam_minilm/model")  # doctest: +SKIP
+        >>> loaded.model.predict(dict(loaded.tokenizer(["hi"], return_tensors="np")))  # doctest: +SKIP
     """
-    from tfbert.experiment import compile_model
     from tfbert.tasks import get_task
 
     directory = Path(directory)
@@ -309,13 +298,11 @@ def load_pretrained(directory: str | Path, num_labels: int | None = None) -> Fin
 def _load_legacy(directory: Path, config: ExperimentConfig, task, label_names: list[str], tokenizer):
     from transformers import AutoConfig, TFAutoModel
 
-    from tfbert.experiment import compile_model
-
     try:
         backbone = TFAutoModel.from_config(AutoConfig.from_pretrained(str(directory / "backbone")))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{directory / 'backbone' / 'config.json'}: not a transformers config ({_first_line(exc)})") from None
-    model = task.build_model(backbone, config, len(label_names), _input_names(tokenizer))
+    model = task.build_model(backbone, config, len(label_names), model_input_names(tokenizer))
     # The format-1 checkpoint holds the optimizer too: compile first so its objects line up.
     compile_model(model, config, total_steps=1, task=task)
     if not (directory / "weights.index").is_file():
@@ -342,7 +329,7 @@ def _read_manifest(directory: Path) -> dict:
         raise ModelError(f"{path}: not valid JSON") from None
 
 
-def _transformers_config(directory: Path, label_names: list[str], task_type: str):
+def _transformers_config(directory: Path, label_names: list[str], task):
     from transformers import AutoConfig
 
     from tfbert.pretrained import check_config_file
@@ -352,7 +339,7 @@ def _transformers_config(directory: Path, label_names: list[str], task_type: str
         hf_config = AutoConfig.from_pretrained(str(directory))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{directory / 'config.json'}: not a transformers config ({_first_line(exc)})") from None
-    if task_type != "question_answering" and hf_config.num_labels != len(label_names):
+    if task.has_labels and hf_config.num_labels != len(label_names):
         raise ModelError(f"{directory / 'config.json'}: {hf_config.num_labels} labels, but {LABELS_FILE} "
                          f"lists {len(label_names)}")
     return hf_config
@@ -371,8 +358,8 @@ def _load_transformers_dir(directory: Path, config: ExperimentConfig, task, labe
     import transformers
 
     manifest = _read_manifest(directory)
-    class_name, head_name, _ = TASK_CLASSES[config.task.type]
-    hf_config = _transformers_config(directory, label_names, config.task.type)
+    class_name, head_name = task.hf_auto_class, task.head_name
+    hf_config = _transformers_config(directory, label_names, task)
     weights = _weights_file(directory)
     loader = transformers.TFAutoModel if manifest.get("head") == "tfbert" else getattr(transformers, class_name)
     try:
@@ -384,9 +371,9 @@ def _load_transformers_dir(directory: Path, config: ExperimentConfig, task, labe
         raise ModelError(f"{weights}: cannot load the weights ({_first_line(exc)})") from None
     backbone = transformers.TFAutoModel.from_config(hf_config)
     backbone(backbone.dummy_inputs, training=False)
-    model = task.build_model(backbone, config, len(label_names), _input_names(tokenizer))
+    model = task.build_model(backbone, config, len(label_names), model_input_names(tokenizer))
     try:
-        _copy_main_layer(source, backbone, require_all_targets=False)
+        _copymain_layer(source, backbone, require_all_targets=False)
         if manifest.get("head") == "tfbert":
             kernel, bias = _read_head(directory / HEAD_FILE, head_name)
             model.get_layer(head_name).set_weights([kernel, bias])
@@ -395,8 +382,7 @@ def _load_transformers_dir(directory: Path, config: ExperimentConfig, task, labe
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{weights}: weights do not match the model ({_first_line(exc)})") from None
     if manifest.get("head") != "tfbert":
-        pair = config.task.type == "question_answering" or bool(config.data.text_pair_column)
-        if _same_outputs(model, source, tokenizer, _input_names(tokenizer), pair) > _tolerance(model):
+        if _same_outputs(model, source, tokenizer, model_input_names(tokenizer), task.reads_pairs(config)) > _tolerance(model):
             raise ModelError(f"{directory}: the rebuilt tfbert model does not reproduce {type(source).__name__}")
     return model
 

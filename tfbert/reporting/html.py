@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from tfbert.config import flatten_keys
+from tfbert.config_values import flatten_keys
 from tfbert.reporting.runs import RunData, load_run
 from tfbert.utils.files import write_text
 
@@ -40,18 +40,20 @@ def _fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
-#: Headline numbers per task: (key in eval_results.json, label).
-HEADLINES = {
-    "sequence_classification": [("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("loss", "loss")],
-    "token_classification": [("f1", "entity F1"), ("precision", "precision"), ("recall", "recall"),
-                             ("macro_f1", "macro F1"), ("token_accuracy", "token accuracy")],
-    "question_answering": [("exact_match", "exact match (%)"), ("f1", "F1 (%)"), ("loss", "loss")],
-}
+def _headlines(task_type: str) -> tuple[tuple[str, str], ...]:
+    """The task's headline numbers: (key in eval_results.json, label); none for an unknown task."""
+    from tfbert.errors import ConfigError
+    from tfbert.tasks.registry import get_task_class
+
+    try:
+        return get_task_class(task_type).report_headlines
+    except ConfigError:
+        return ()
 
 
 def _summary_table(runs: Sequence[RunData]) -> str:
     rows = [("task", lambda r: r.task)]
-    keys = list(dict.fromkeys(k for run in runs for k in HEADLINES.get(run.task, [])))
+    keys = list(dict.fromkeys(k for run in runs for k in _headlines(run.task)))
     rows.append(("evaluated on", lambda r: _split_text(r)))
     for key, label in keys:
         rows.append((label, lambda r, key=key: (r.evaluation or {}).get(key)))

@@ -1,20 +1,19 @@
-"""Task types: each module defines what differs (data, head, loss, metrics, evaluation, export)."""
+"""Task types: each module defines what differs (config keys, data, head, loss, metrics, evaluation,
+serving, saving) and registers itself (`tfbert.tasks.registry`); the core never lists the tasks."""
 from __future__ import annotations
 
-from tfbert.errors import ConfigError
 from tfbert.tasks.base import Task, TaskData
+from tfbert.tasks.registry import get_task_class, register_task, task_classes, task_types
 
 
 def get_task(task_type: str) -> Task:
-    """The `Task` for ``task.type``."""
-    from tfbert.tasks.question_answering import QuestionAnswering
-    from tfbert.tasks.sequence_classification import SequenceClassification
-    from tfbert.tasks.token_classification import TokenClassification
+    """The `Task` for ``task.type`` (a `ConfigError` naming the allowed types otherwise).
 
-    tasks = {cls.type: cls for cls in (SequenceClassification, TokenClassification, QuestionAnswering)}
-    if task_type not in tasks:
-        raise ConfigError(f"config key 'task.type': {task_type!r} is not allowed; expected one of {', '.join(tasks)}")
-    return tasks[task_type]()
+    Examples:
+        >>> get_task("sequence_classification").metric_names  # doctest: +SKIP
+        ('loss', 'accuracy', 'macro_f1')
+    """
+    return get_task_class(task_type)()
 
 
-__all__ = ["Task", "TaskData", "get_task"]
+__all__ = ["Task", "TaskData", "get_task", "get_task_class", "register_task", "task_classes", "task_types"]

@@ -1,8 +1,9 @@
-"""What differs between task types: data, head, loss and metrics, evaluation, export.
+"""What differs between task types: config keys, data, head, loss and metrics, evaluation, export.
 
 A `Task` turns the shared machinery (config, backbone, tf.data pipeline, `TaskModel` with
-gradient accumulation, callbacks, checkpoints) into one kind of fine-tuning. Each task type lives
-in its own module and registers itself in `tfbert.tasks`.
+gradient accumulation, callbacks, checkpoints) into one kind of fine-tuning, in the manner of TF
+Model Garden's ``base_task.Task``. Each task type lives in its own module under ``tfbert/tasks/``
+and registers itself with `tfbert.tasks.registry.register_task`; no core module lists the tasks.
 """
 from __future__ import annotations
 
@@ -11,20 +12,66 @@ from typing import Any, Optional
 
 import tf_keras
 
-from tfbert.config import ExperimentConfig
+from tfbert.config import DataConfig, ExperimentConfig, TaskConfig
 from tfbert.errors import ConfigError
 from tfbert.data.task_data import TaskData
 from tfbert.modeling.task_model import TaskModel
 
 
 class Task:
-    """Base class; subclasses implement every method below."""
+    """One kind of fine-tuning: what a task module declares and implements.
+
+    Class attributes declare the task (its type, config classes, metric names, transformers class,
+    report parts); a subclass implements `load_data`, `build_model`, `compile_args`, `evaluate`,
+    `summary` and `serving_module_class`, and overrides the hooks whose defaults do not fit it.
+
+    Examples:
+        >>> @register_task  # doctest: +SKIP
+        ... class Regression(Task):
+        ...     type = "regression"
+        ...     metric_names = ("loss", "pearson")
+        >>> get_task("regression")  # doctest: +SKIP
+    """
 
     type: str = ""
+    #: the ``task`` section's dataclass (`TaskConfig` or a subclass with this task's keys)
+    config_class: type[TaskConfig] = TaskConfig
+    #: the ``data`` section's dataclass (`DataConfig` or a subclass with this task's keys)
+    data_config_class: type[DataConfig] = DataConfig
     #: keys of ``evaluate(...)["metrics"]``, logged per epoch as ``val_<name>``
     metric_names: tuple[str, ...] = ()
     #: names of the metrics `fit` reports on training batches (besides ``loss``)
     train_metric_names: tuple[str, ...] = ()
+    #: transformers' auto class of the saved model directory (`tfbert.modeling.saving`)
+    hf_auto_class: str = ""
+    #: the head layer's name, the same in tfbert's model and the transformers class
+    head_name: str = "classifier"
+    #: the Hub's pipeline tag and its title (model card, ``tfbert_model.json``)
+    pipeline_tag: tuple[str, str] = ("", "")
+    #: whether evaluation needs only the encoded examples, so validation/test can come from TFRecords
+    #: (NER and QA evaluation need the original words and contexts)
+    evaluates_from_records: bool = False
+    #: whether the head has one output per label (False: QA's start/end logits)
+    has_labels: bool = True
+
+    def has_validation(self, config: ExperimentConfig) -> bool:
+        """Whether the config yields a validation split (a file or a fraction of the training file)."""
+        return bool(config.data.validation_file or config.data.validation_split > 0)
+
+    def reads_pairs(self, config: ExperimentConfig) -> bool:
+        """Whether the model reads two texts per example (a pair of segments)."""
+        return bool(config.data.text_pair_column)
+
+    def has_hf_head(self, config: ExperimentConfig) -> bool:
+        """Whether tfbert's head is the transformers class's own head (else saved as backbone + head file)."""
+        return True
+
+    def hf_config_updates(self, label_names: list[str]) -> dict[str, Any]:
+        """Attributes set on the saved transformers config (labels; multi-label's ``problem_type``)."""
+        if not self.has_labels:
+            return {}
+        return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+                "label2id": {n: i for i, n in enumerate(label_names)}}
 
     def check_monitor(self, metric: str, has_validation: bool) -> None:
         """Reject a ``training.metric_for_best_model`` this task never reports."""
@@ -44,20 +91,70 @@ class Task:
         """The Functional task model on `backbone` (outputs stay float32)."""
         raise TypeError(f"{type(self).__name__} does not define build_model")
 
+    def loss(self) -> Any:
+        """The task's one loss definition (a Keras loss, or one per output): `compile_args` trains with
+        it and `evaluate` reports it on the predicted logits, so the two cannot drift."""
+        raise TypeError(f"{type(self).__name__} does not define loss")
+
     def compile_args(self) -> dict[str, Any]:
-        """`compile` keyword arguments: ``loss`` (mean over labelled items), ``metrics``, maybe ``loss_weights``."""
+        """`compile` keyword arguments: ``loss`` (`loss`), ``metrics``, maybe ``loss_weights``."""
         raise TypeError(f"{type(self).__name__} does not define compile_args")
+
+    #: whether the task defines `packed_outputs` (static-shape strategies then pack by default)
+    supports_packing: bool = True
+
+    def packed_outputs(self, model: TaskModel, main, hidden, inputs: dict, max_examples_per_pack: int,
+                       pooling: str):
+        """The packed twin's outputs from the packed hidden states (`tfbert.modeling.packed`).
+
+        Args:
+            model: the standard model, whose head layers the twin reuses.
+            main: the backbone's main layer (its pooler).
+            hidden: ``[packs, seq, hidden]`` states, each example attending only to itself.
+            inputs: the packed inputs (``example_ids``, ``example_starts``…).
+            max_examples_per_pack: K, the example slots per row.
+            pooling: ``model.pooling``.
+        """
+        raise ConfigError(f"config key 'data.padding': packed does not support task.type {self.type!r}")
+
+    def packed_compile_args(self) -> dict[str, Any]:
+        """`compile` arguments of the packed twin: means over labelled items only (empty slots are ignored)."""
+        raise ConfigError(f"config key 'data.padding': packed does not support task.type {self.type!r}")
 
     def evaluate(self, model: tf_keras.Model, data: TaskData, split: str, config: ExperimentConfig,
                  tokenizer) -> dict:
         """A JSON-ready report; ``report["metrics"]`` is a flat dict of floats (logged as ``val_*``)."""
         raise TypeError(f"{type(self).__name__} does not define evaluate")
 
+    #: headline numbers of the HTML report: (key in eval_results.json, label)
+    report_headlines: tuple[tuple[str, str], ...] = ()
+    #: the report's task figures (`tfbert.reporting.figures.FIGURES` names) this task draws
+    report_figures: tuple[str, ...] = ()
+
+    def degenerate_reason(self, report: dict) -> Optional[str]:
+        """Why `report` shows a model no better than a constant guess, or None (the recipes' smoke test)."""
+        return None
+
     def summary(self, report: dict) -> str:
         """One line for the console."""
         return ", ".join(f"{k} {v:.4f}" for k, v in report["metrics"].items())
 
+    def serving_module_class(self) -> type:
+        """The task's `tfbert.serving.base.ServingModule` subclass (imported here: serving needs tensorflow-text)."""
+        raise TypeError(f"{type(self).__name__} does not define serving_module_class")
+
     def export(self, model: tf_keras.Model, tokenizer, label_names: list[str], directory: Path,
                config: ExperimentConfig) -> Path:
-        """A SavedModel whose `serving_default` takes raw strings."""
-        raise TypeError(f"{type(self).__name__} does not define export")
+        """Write a SavedModel whose `serving_default` takes raw strings (atomically).
+
+        Args:
+            model: the (unpacked) task model.
+            tokenizer: its Hugging Face fast tokenizer.
+            label_names: label order of its outputs.
+            directory: where the SavedModel goes.
+            config: the experiment config.
+
+        Examples:
+            >>> get_task(config.task.type).export(model, tokenizer, labels, "out/sm", config)  # doctest: +SKIP
+        """
+        return self.serving_module_class()(model, tokenizer, label_names, config).export(directory)

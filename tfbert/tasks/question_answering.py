@@ -1,25 +1,79 @@
 """Extractive QA (SQuAD v1.1): doc-stride windows, span head, n-best decoding, EM/F1."""
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 import tf_keras
 
-from tfbert.config import ExperimentConfig
+from tfbert.config import DataConfig, ExperimentConfig, TaskConfig
+from tfbert.config_checks import require
 from tfbert.data.encoding import EncodedSplit
 from tfbert.data.qa_features import prepare_qa_features
 from tfbert.data.squad import read_squad, reference_answers, select_articles
 from tfbert.errors import DataError
-from tfbert.evaluation.classification import softmax_cross_entropy
 from tfbert.evaluation.predict import predict_per_token
 from tfbert.evaluation.qa_decoding import decode_predictions
 from tfbert.evaluation.squad_metrics import span_accuracy, squad_evaluate
-from tfbert.modeling.span_head import END, START, build_span_model
+from tfbert.modeling.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy, split_loss
+from tfbert.modeling.packed import ExampleSpanLogits, ExampleTokens
+from tfbert.modeling.span_extractor import END, START, build_span_model
 from tfbert.tasks.base import Task, TaskData
+from tfbert.tasks.registry import register_task
 
 
+@dataclass
+class SquadDataConfig(DataConfig):
+    """``data`` keys of extractive QA: article ranges per split, windowing of long contexts."""
+
+    train_articles: Optional[str] = None
+    validation_articles: Optional[str] = None
+    test_articles: Optional[str] = None
+    doc_stride: int = 128
+    max_query_length: int = 64
+
+
+@dataclass
+class QuestionAnsweringConfig(TaskConfig):
+    """``task`` keys of extractive QA: n-best decoding."""
+
+    n_best_size: int = 20
+    max_answer_length: int = 30
+
+    def validate(self, config: ExperimentConfig) -> None:
+        d = config.data
+        require(self.n_best_size >= 1, "task.n_best_size", "must be >= 1")
+        require(self.max_answer_length >= 1, "task.max_answer_length", "must be >= 1")
+        require(0 < d.doc_stride, "data.doc_stride", "must be > 0")
+        require(0 < d.max_query_length and d.max_query_length + d.doc_stride + 3 < d.max_seq_length,
+                 "data.max_query_length",
+                 "max_query_length + doc_stride + 3 special tokens must be < data.max_seq_length "
+                 "(each window must advance through the context)")
+
+
+@register_task
 class QuestionAnswering(Task):
+    """Extractive QA (SQuAD v1.1): a start and an end logit per token, n-best decoding, EM/F1.
+
+    Examples:
+        >>> task = get_task("question_answering")  # doctest: +SKIP
+        >>> task.config_class().n_best_size  # doctest: +SKIP
+        20
+    """
+
+    config_class = QuestionAnsweringConfig
+    data_config_class = SquadDataConfig
+    hf_auto_class = "TFAutoModelForQuestionAnswering"
+    head_name = "qa_outputs"
+    pipeline_tag = ("question-answering", "Question Answering")
+    has_labels = False
+
+    def has_validation(self, config) -> bool:
+        return super().has_validation(config) or bool(config.data.validation_articles)
+
+    def reads_pairs(self, config) -> bool:
+        return True  # question + context
     type = "question_answering"
     metric_names = ("loss", "exact_match", "f1", "start_accuracy", "end_accuracy")
     train_metric_names = ("start_logits_accuracy", "end_logits_accuracy")
@@ -58,15 +112,49 @@ class QuestionAnswering(Task):
                                 gradient_accumulation_steps=config.training.gradient_accumulation_steps,
                                 seed=config.training.seed)
 
-    def compile_args(self):
-        # HF's BertForQuestionAnswering loss: the mean of the start and end cross-entropies.
+    #: HF's BertForQuestionAnswering loss: the mean of the start and end cross-entropies.
+    LOSS_WEIGHTS = {START: 0.5, END: 0.5}
+
+    def loss(self):
         ce = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return {START: ce, END: ce}
+
+    def compile_args(self):
         return {
-            "loss": {START: ce, END: ce},
-            "loss_weights": {START: 0.5, END: 0.5},
+            "loss": self.loss(),
+            "loss_weights": self.LOSS_WEIGHTS,
             "metrics": {START: [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                         END: [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")]},
         }
+
+    def packed_outputs(self, model, main, hidden, inputs, max_examples_per_pack, pooling):
+        logits = model.get_layer("qa_outputs")(hidden)
+        membership = ExampleTokens(max_examples_per_pack, name="example_tokens")(inputs["example_ids"])
+        return {START: ExampleSpanLogits(name=START, dtype="float32")([logits[..., 0], membership]),
+                END: ExampleSpanLogits(name=END, dtype="float32")([logits[..., 1], membership])}
+
+    def packed_compile_args(self):
+        # HF's BertForQuestionAnswering loss: the mean of the start and end cross-entropies.
+        return {
+            "loss": {START: MaskedSparseCategoricalCrossentropy(), END: MaskedSparseCategoricalCrossentropy()},
+            "loss_weights": self.LOSS_WEIGHTS,
+            "metrics": {START: [MaskedAccuracy(name="accuracy")], END: [MaskedAccuracy(name="accuracy")]},
+        }
+
+    def _split_loss(self, logits: dict[str, list[np.ndarray]], gold: dict[str, Any]) -> float:
+        """`loss` over a split's windows, whose rows differ in length: padded with a logit of -1e9,
+        whose softmax share is exactly 0 in float32."""
+        if not len(gold[START]):
+            return 0.0
+        losses = self.loss()
+        total = 0.0
+        for key, weight in self.LOSS_WEIGHTS.items():
+            rows = logits[key]
+            padded = np.full((len(rows), max(len(r) for r in rows)), -1e9, np.float32)
+            for i, row in enumerate(rows):
+                padded[i, :len(row)] = row
+            total += weight * split_loss(losses[key], np.asarray(gold[key]), padded)
+        return total
 
     def evaluate(self, model, data, split, config, tokenizer) -> dict:
         encoded = data.splits[split]
@@ -80,7 +168,7 @@ class QuestionAnswering(Task):
         gold_start, gold_end = encoded.labels[START], encoded.labels[END]
         spans = span_accuracy([l.argmax() for l in logits[START]], [l.argmax() for l in logits[END]],
                               gold_start, gold_end)
-        loss = 0.5 * (softmax_cross_entropy(logits[START], gold_start) + softmax_cross_entropy(logits[END], gold_end))
+        loss = self._split_loss(logits, {START: gold_start, END: gold_end})
         report = {
             "num_examples": len(examples), "num_windows": len(features),
             "exact_match": scores["exact_match"], "f1": scores["f1"], "loss": loss, **spans,
@@ -92,11 +180,17 @@ class QuestionAnswering(Task):
         report["metrics"] = {k: report[k] for k in self.metric_names}
         return report
 
+    report_headlines = (("exact_match", "exact match (%)"), ("f1", "F1 (%)"), ("loss", "loss"))
+    report_figures = ("qa_answer_lengths",)
+
+    def degenerate_reason(self, report: dict):
+        return None if report["f1"] > 0 else "no answer overlaps a reference (F1 0)"
+
     def summary(self, report: dict) -> str:
         return (f"EM {report['exact_match']:.2f}, F1 {report['f1']:.2f} on {report['num_examples']} questions; "
                 f"start/end token accuracy {report['start_accuracy']:.4f}/{report['end_accuracy']:.4f}")
 
-    def export(self, model, tokenizer, label_names, directory: Path, config: ExperimentConfig) -> Path:
-        from tfbert.serving.qa_export import export_qa_saved_model
+    def serving_module_class(self):
+        from tfbert.serving.question_answering import QAServingModule
 
-        return export_qa_saved_model(model, tokenizer, directory, config)
+        return QAServingModule

@@ -2,22 +2,38 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import tf_keras
 
-from tfbert.config import ExperimentConfig
 from tfbert.data.classification import load_classification_data
-from tfbert.evaluation.classification import classification_metrics, softmax_cross_entropy
+from tfbert.evaluation.classification import classification_metrics
 from tfbert.evaluation.predict import predict_logits
 from tfbert.modeling.classifier import build_sequence_classifier
+from tfbert.modeling.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy, split_loss
+from tfbert.modeling.packed import packed_sequence_vector
 from tfbert.tasks.base import Task, TaskData
+from tfbert.tasks.registry import register_task
 
 
+@register_task
 class SequenceClassification(Task):
+    """One label per text (or text pair): softmax over the labels.
+
+    Examples:
+        >>> task = get_task("sequence_classification")  # doctest: +SKIP
+        >>> report = task.evaluate(model, data, "test", config, tokenizer)  # doctest: +SKIP
+    """
+
     type = "sequence_classification"
     metric_names = ("loss", "accuracy", "macro_f1")
     train_metric_names = ("accuracy",)
+    hf_auto_class = "TFAutoModelForSequenceClassification"
+    evaluates_from_records = True
+    pipeline_tag = ("text-classification", "Text Classification")
+
+    def has_hf_head(self, config) -> bool:
+        # Only the pooler head is transformers' own; [CLS] and mean vectors have no class.
+        return config.model.pooling == "pooler"
 
     def load_data(self, config, tokenizer, seed, label_names=None, splits=None) -> TaskData:
         data_config = config.data
@@ -34,24 +50,41 @@ class SequenceClassification(Task):
             gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
         )
 
+    def loss(self):
+        return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
     def compile_args(self):
-        return {"loss": tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        return {"loss": self.loss(),
                 "metrics": [tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
+
+    def packed_outputs(self, model, main, hidden, inputs, max_examples_per_pack, pooling):
+        vector = packed_sequence_vector(main, hidden, inputs, max_examples_per_pack, pooling)
+        return model.get_layer("classifier")(model.get_layer("classifier_dropout")(vector))
+
+    def packed_compile_args(self):
+        return {"loss": MaskedSparseCategoricalCrossentropy(), "metrics": [MaskedAccuracy(name="accuracy")]}
 
     def evaluate(self, model, data, split, config, tokenizer) -> dict:
         encoded = data.splits[split]
         logits = predict_logits(model, encoded, config.training.per_device_eval_batch_size, tokenizer.pad_token_id)
         report = classification_metrics(encoded.labels, logits.argmax(axis=1), data.label_names)
-        report["loss"] = softmax_cross_entropy(logits, encoded.labels)
+        report["loss"] = split_loss(self.loss(), encoded.labels, logits) if len(encoded.labels) else 0.0
         report["metrics"] = {"loss": report["loss"], "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
         return report
+
+    report_headlines = (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("loss", "loss"))
+    report_figures = ("confusion_matrix", "per_class")
+
+    def degenerate_reason(self, report: dict):
+        from tfbert.evaluation.sanity import constant_guess_reason
+
+        return constant_guess_reason(report["confusion_matrix"])
 
     def summary(self, report: dict) -> str:
         return (f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}, "
                 + ", ".join(f"{n} F1 {s['f1']:.4f}" for n, s in report["per_class"].items()))
 
-    def export(self, model, tokenizer, label_names, directory: Path, config: ExperimentConfig) -> Path:
-        from tfbert.serving.export import export_saved_model
+    def serving_module_class(self):
+        from tfbert.serving.classification import ClassifierServingModule
 
-        return export_saved_model(model, tokenizer, label_names, directory, max_seq_length=config.data.max_seq_length,
-                                  text_pairs=bool(config.data.text_pair_column))
+        return ClassifierServingModule

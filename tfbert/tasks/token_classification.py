@@ -1,22 +1,22 @@
 """Token classification (NER): CoNLL/JSON data, first-subword labels, seqeval entity metrics."""
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from tfbert.config import ExperimentConfig
+from tfbert.config import DataConfig
 from tfbert.data.conll import TaggedSentence, check_tags, read_tagged, repair_iob2_starts
-from tfbert.data.encoding import IGNORE_INDEX
 from tfbert.data.labels import infer_label_names
 from tfbert.data.token_alignment import encode_tagged, word_predictions
 from tfbert.errors import DataError
-from tfbert.evaluation.classification import softmax_cross_entropy
 from tfbert.evaluation.ner_metrics import entity_metrics
 from tfbert.evaluation.predict import predict_per_token
-from tfbert.modeling.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
+from tfbert.modeling.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy, split_loss
 from tfbert.modeling.token_classifier import build_token_classifier
 from tfbert.tasks.base import Task, TaskData
+from tfbert.tasks.registry import register_task
 
 
 def _tag_order(tags: list[str]) -> list[str]:
@@ -25,7 +25,29 @@ def _tag_order(tags: list[str]) -> list[str]:
     return (["O"] if "O" in tags else []) + others
 
 
+@dataclass
+class TokenClassificationDataConfig(DataConfig):
+    """``data`` keys of token classification (YAML keys ``data.tag_scheme`` etc.)."""
+
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    tag_scheme: Literal["iob1", "iob2", "bioes"] = "iob2"
+    label_all_subwords: bool = False
+
+
+@register_task
 class TokenClassification(Task):
+    """One tag per word (NER): CoNLL or JSON token/tag lists, seqeval entity metrics.
+
+    Examples:
+        >>> task = get_task("token_classification")  # doctest: +SKIP
+        >>> task.data_config_class().tag_scheme  # doctest: +SKIP
+        'iob2'
+    """
+
+    data_config_class = TokenClassificationDataConfig
+    hf_auto_class = "TFAutoModelForTokenClassification"
+    pipeline_tag = ("token-classification", "Token Classification")
     type = "token_classification"
     metric_names = ("loss", "precision", "recall", "f1", "macro_f1", "token_accuracy")
     train_metric_names = ("token_accuracy",)
@@ -71,8 +93,23 @@ class TokenClassification(Task):
             gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
         )
 
+    def loss(self):
+        return MaskedSparseCategoricalCrossentropy()  # a mean over labelled tokens
+
+    def _split_loss(self, logits: list[np.ndarray], labels) -> float:
+        """`loss` over a split's windows (rows of different lengths): every token of every row at once."""
+        if not len(logits):
+            return 0.0
+        return split_loss(self.loss(), labels.values, np.concatenate(logits))
+
     def compile_args(self):
-        return {"loss": MaskedSparseCategoricalCrossentropy(), "metrics": [MaskedAccuracy(name="token_accuracy")]}
+        return {"loss": self.loss(), "metrics": [MaskedAccuracy(name="token_accuracy")]}
+
+    def packed_outputs(self, model, main, hidden, inputs, max_examples_per_pack, pooling):
+        return model.get_layer("classifier")(model.get_layer("classifier_dropout")(hidden))
+
+    def packed_compile_args(self):
+        return self.compile_args()  # already a mean over labelled tokens
 
     def evaluate(self, model, data, split, config, tokenizer) -> dict:
         encoded = data.splits[split]
@@ -81,26 +118,25 @@ class TokenClassification(Task):
         sentences: list[TaggedSentence] = data.extras[split]["sentences"]
         pred_tags = word_predictions(predicted, data.extras[split]["windows"], sentences, data.label_names)
         report = entity_metrics([s.tags for s in sentences], pred_tags, config.data.tag_scheme)
-        report["loss"] = _masked_loss(logits, encoded.labels)
+        report["loss"] = self._split_loss(logits, encoded.labels)
         report["metrics"] = {k: report[k] for k in self.metric_names}
         return report
+
+    report_headlines = (("f1", "entity F1"), ("precision", "precision"), ("recall", "recall"),
+                        ("macro_f1", "macro F1"), ("token_accuracy", "token accuracy"))
+    report_figures = ("per_entity",)
+
+    def degenerate_reason(self, report: dict):
+        return None if report["f1"] > 0 else "finds no entity correctly (entity F1 0, as tagging every word O)"
 
     def summary(self, report: dict) -> str:
         return (f"entity F1 {report['f1'] * 100:.2f} (P {report['precision'] * 100:.2f}, R {report['recall'] * 100:.2f}), "
                 f"macro F1 {report['macro_f1'] * 100:.2f}, token accuracy {report['token_accuracy']:.4f}")
 
-    def export(self, model, tokenizer, label_names, directory: Path, config: ExperimentConfig) -> Path:
-        from tfbert.serving.ner_export import export_ner_saved_model
+    def serving_module_class(self):
+        from tfbert.serving.token_classification import NerServingModule
 
-        return export_ner_saved_model(model, tokenizer, label_names, directory, config)
+        return NerServingModule
 
 
 
-def _masked_loss(logits: list[np.ndarray], labels) -> float:
-    """Mean token cross-entropy over labelled positions of a split."""
-    gold = [labels.values[labels.row_splits[r]:labels.row_splits[r + 1]] for r in range(len(logits))]
-    keep = [g != IGNORE_INDEX for g in gold]
-    rows = [l[k] for l, k in zip(logits, keep)]
-    if not any(len(r) for r in rows):
-        return 0.0
-    return softmax_cross_entropy(np.concatenate(rows), np.concatenate([g[k] for g, k in zip(gold, keep)]))

@@ -9,11 +9,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tfbert.data.packing import PackingPlan
+from tfbert.data.packing import STATIC_SHAPE_STRATEGIES, PackingPlan
 from tfbert.errors import ConfigError
-
-#: Strategies whose compiled programs need every batch to have the same shape.
-STATIC_SHAPE_STRATEGIES = ("tpu", "ipu")
 
 
 @dataclass(frozen=True)
@@ -177,11 +174,6 @@ class BatchPlan:
         if float(self.num_train_epochs).is_integer():
             return None
         return max(1, math.ceil(self.total_micro_steps / self.epochs))
-
-    @property
-    def accumulation_by_sdk(self) -> bool:
-        """True on IPU: Graphcore's optimizer wrapper accumulates, not tfbert's TaskModel."""
-        return self.strategy == "ipu"
 
     @property
     def examples_per_update(self) -> float:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 

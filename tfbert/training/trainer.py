@@ -14,7 +14,8 @@ from typing import Iterator, Optional
 
 import tensorflow as tf
 
-from tfbert.config import ExperimentConfig, config_from_dict, flatten_keys
+from tfbert.config import ExperimentConfig, config_from_dict
+from tfbert.config_values import flatten_keys
 from tfbert import distribute
 from tfbert.distribute import choose_strategy
 from tfbert.errors import ConfigError, TfbertError

@@ -16,37 +16,38 @@ and end tokens of each window, spans that end before they start, leave the conte
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import tensorflow as tf
 
 from tfbert.config import ExperimentConfig
-from tfbert.modeling.span_head import END, START
-from tfbert.serving.export import call_model, save_serving_module, token_id_specs
-from tfbert.serving.graph_tokenizer import GraphBertTokenizer, valid_utf8
+from tfbert.modeling.span_extractor import END, START
+from tfbert.serving.base import ServingModule
+from tfbert.serving.graph_tokenizer import valid_utf8
 
 _NEG_INF = float("-inf")
 
 
-class QAServingModule(tf.Module):
+class QAServingModule(ServingModule):
     """Windows -> start/end logits -> best valid span per question -> context substring."""
 
-    def __init__(self, model, tokenizer: GraphBertTokenizer, input_names: list[str], doc_stride: int,
-                 max_query_length: int, n_best_size: int, max_answer_length: int):
-        super().__init__(name="tfbert_qa")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.input_names = list(input_names)
-        self.doc_stride = doc_stride
-        self.max_query_length = max_query_length
-        self.n_best_size = n_best_size
-        self.max_answer_length = max_answer_length
+    task_type = "question_answering"
+
+    def __init__(self, model, hf_tokenizer, label_names: list[str], config: ExperimentConfig):
+        super().__init__(model, hf_tokenizer, label_names, config)
+        self.doc_stride = config.data.doc_stride
+        self.max_query_length = config.data.max_query_length
+        self.n_best_size = config.task.n_best_size
+        self.max_answer_length = config.task.max_answer_length
+
+    def text_specs(self) -> list[tf.TensorSpec]:
+        return [tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpec([None], tf.string, name="context")]
 
     def _logits(self, features: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        out = call_model(self.model, {n: features[n] for n in self.input_names}, per_token=True)
-        return tf.cast(out[START], tf.float32), tf.cast(out[END], tf.float32)
+        out = self.logits(features, per_token=True)
+        return out[START], out[END]
 
-    def answer(self, question: tf.Tensor, context: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serve_text(self, question: tf.Tensor, context: tf.Tensor) -> dict[str, tf.Tensor]:
         # Offsets count code points of the decoded context, so the answer is cut from it too.
         context = valid_utf8(context)
         enc = self.tokenizer.encode_qa_windows(question, context, self.doc_stride, self.max_query_length)
@@ -93,21 +94,42 @@ class QAServingModule(tf.Module):
         return {"answer": tf.where(found, text, ""), "answer_start": char_start, "answer_end": char_end,
                 "score": tf.where(found, example_best, _NEG_INF)}
 
-    def span_logits(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def serve_token_ids(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         start_logits, end_logits = self._logits(features)
         return {START: start_logits, END: end_logits}
 
+    @classmethod
+    def cli_inputs(cls, args, read_lines, input_names: set[str]) -> dict[str, list[str]]:
+        from tfbert.errors import DataError
 
-def export_qa_saved_model(model, hf_tokenizer, directory: str | Path, config: ExperimentConfig) -> Path:
-    """Write the QA SavedModel atomically."""
-    d = config.data
-    graph_tokenizer = GraphBertTokenizer.from_hf_tokenizer(hf_tokenizer, d.max_seq_length)
-    input_names = [n for n in hf_tokenizer.model_input_names if n in model.input_names]
-    module = QAServingModule(model, graph_tokenizer, input_names, d.doc_stride, d.max_query_length,
-                             config.task.n_best_size, config.task.max_answer_length)
-    serve_text = tf.function(
-        lambda question, context: module.answer(question, context),
-        input_signature=[tf.TensorSpec([None], tf.string, name="question"),
-                         tf.TensorSpec([None], tf.string, name="context")])
-    serve_ids = tf.function(lambda features: module.span_logits(features), input_signature=[token_id_specs(input_names)])
-    return save_serving_module(module, directory, serve_text, serve_ids)
+        questions, contexts = (read_qa_pairs(args.file, read_lines) if args.file
+                               else (list(args.question), list(args.context)))
+        if not questions or len(questions) != len(contexts):
+            raise DataError(f"this model answers questions: give one --context per --question "
+                            f"({len(questions)} questions, {len(contexts)} contexts) or a JSONL --file")
+        return {"question": questions, "context": contexts}
+
+    @classmethod
+    def cli_record(cls, inputs: dict[str, Any], out: dict[str, Any], i: int) -> tuple[dict, str]:
+        record = {k: v[i] for k, v in inputs.items()}
+        record.update(answer=out["answer"][i].decode("utf-8"), start=int(out["answer_start"][i]),
+                      end=int(out["answer_end"][i]), score=float(out["score"][i]))
+        return record, (f"{record['answer']!r}\t[{record['start']}:{record['end']}]\t{record['score']:.3f}\t"
+                        f"{record['question']}")
+
+
+def read_qa_pairs(path: str, read_lines) -> tuple[list[str], list[str]]:
+    """(questions, contexts) from a JSONL file, naming the line of a bad record."""
+    import json
+
+    from tfbert.errors import DataError
+
+    questions, contexts = [], []
+    for number, line in enumerate(read_lines(path), start=1):
+        try:
+            record = json.loads(line)
+            questions.append(str(record["question"]))
+            contexts.append(str(record["context"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DataError(f"{path}, line {number}: expected a JSON object with 'question' and 'context'") from None
+    return questions, contexts

@@ -95,13 +95,13 @@ def apply_ipu_options(model, gradient_accumulation_steps: int, distribution, ipu
 
     `model` must be a Keras model created in the IPUStrategy's scope (the SDK adds these methods
     to it). With ``distribution.pipeline_splits`` it must be the unrolled model from
-    `tfbert.distribution.pipeline.unroll_for_pipelining`.
+    `tfbert.distribute.ipu_pipeline.unroll_for_pipelining`.
     """
     ipu = ipu or import_ipu()
     # The SDK's optimizer wrapper accumulates; tfbert's TaskModel must not accumulate as well.
     model.gradient_accumulation_steps = 1
     if distribution.pipeline_splits:
-        from tfbert.distribution.pipeline import set_pipeline_stages
+        from tfbert.distribute.ipu_pipeline import set_pipeline_stages
 
         stages = set_pipeline_stages(model, distribution.pipeline_splits)
         schedule = getattr(ipu.ops.pipelining_ops.PipelineSchedule, distribution.pipeline_schedule.capitalize())

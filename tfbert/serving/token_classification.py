@@ -19,14 +19,14 @@ them instead); split long documents into sentences before calling the model.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import tensorflow as tf
 
 from tfbert.config import ExperimentConfig
 from tfbert.evaluation.entities import PREFIXES, split_tag
-from tfbert.serving.export import call_model, save_serving_module, token_id_specs
-from tfbert.serving.graph_tokenizer import GraphBertTokenizer, valid_utf8
+from tfbert.serving.base import ServingModule
+from tfbert.serving.graph_tokenizer import valid_utf8
 
 
 def _shift_right(x: tf.Tensor, fill) -> tf.Tensor:
@@ -37,14 +37,13 @@ def _shift_left(x: tf.Tensor, fill) -> tf.Tensor:
     return tf.concat([x[:, 1:], tf.fill([tf.shape(x)[0], 1], fill)], axis=1)
 
 
-class NerServingModule(tf.Module):
+class NerServingModule(ServingModule):
     """Raw text -> word pieces with offsets -> per-token labels -> words -> entities."""
 
-    def __init__(self, model, tokenizer: GraphBertTokenizer, label_names: list[str], input_names: list[str]):
-        super().__init__(name="tfbert_ner")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.input_names = list(input_names)
+    task_type = "token_classification"
+
+    def __init__(self, model, hf_tokenizer, label_names: list[str], config: ExperimentConfig):
+        super().__init__(model, hf_tokenizer, label_names, config)
         prefixes, types = zip(*(split_tag(n) for n in label_names))
         type_names = sorted({t for t in types if t})
         self.label_names = tf.constant(label_names)
@@ -55,7 +54,7 @@ class NerServingModule(tf.Module):
     def _words(self, texts: tf.Tensor):
         """Per-word (label id, score, start, end) as ragged [batch, (words)], plus token outputs."""
         enc = self.tokenizer.encode_with_offsets(texts)
-        logits = tf.cast(call_model(self.model, {n: enc[n] for n in self.input_names}, per_token=True), tf.float32)
+        logits = self.logits(enc, per_token=True)
         probs = tf.nn.softmax(logits, axis=-1)
         label = tf.argmax(probs, axis=-1, output_type=tf.int32)
         score = tf.reduce_max(probs, axis=-1)
@@ -111,7 +110,7 @@ class NerServingModule(tf.Module):
                                                      maxlength=tf.cast(nrows, tf.int32)), tf.int32),
         }
 
-    def recognize(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serve_text(self, texts: tf.Tensor) -> dict[str, tf.Tensor]:
         # Offsets count code points of the decoded text, so entity texts are cut from it too.
         texts = valid_utf8(texts)
         words, _ = self._words(texts)
@@ -124,20 +123,25 @@ class NerServingModule(tf.Module):
         })
         return out
 
-    def token_logits(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        logits = tf.cast(call_model(self.model, {n: features[n] for n in self.input_names}, per_token=True),
-                         tf.float32)
+    def serve_token_ids(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        logits = self.logits(features, per_token=True)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1),
                 "label_id": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
 
-def export_ner_saved_model(model, hf_tokenizer, label_names: list[str], directory: str | Path,
-                           config: ExperimentConfig) -> Path:
-    """Write the token-classification SavedModel atomically."""
-    graph_tokenizer = GraphBertTokenizer.from_hf_tokenizer(hf_tokenizer, config.data.max_seq_length)
-    input_names = [n for n in hf_tokenizer.model_input_names if n in model.input_names]
-    module = NerServingModule(model, graph_tokenizer, label_names, input_names)
-    serve_text = tf.function(lambda text: module.recognize(text),
-                             input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    serve_ids = tf.function(lambda features: module.token_logits(features), input_signature=[token_id_specs(input_names)])
-    return save_serving_module(module, directory, serve_text, serve_ids, label_names)
+    @classmethod
+    def cli_record(cls, inputs: dict[str, Any], out: dict[str, Any], i: int) -> tuple[dict, str]:
+        record = {k: v[i] for k, v in inputs.items()}
+        n = int(out["num_entities"][i])
+        record["entities"] = [
+            {"type": t, "start": int(s), "end": int(e), "text": x, "score": float(p)}
+            for t, s, e, x, p in zip(_decode(out["entity_type"][i][:n]), out["entity_start"][i][:n],
+                                     out["entity_end"][i][:n], _decode(out["entity_text"][i][:n]),
+                                     out["entity_score"][i][:n])
+        ]
+        shown = "  ".join(f"{e['type']}[{e['start']}:{e['end']}]={e['text']!r}" for e in record["entities"])
+        return record, f"{record['text']}\t{shown or '(no entities)'}"
+
+
+def _decode(values) -> list:
+    return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tf_keras
 
-from tfbert.modeling.classifier import model_inputs
+from tfbert.modeling.backbone import freeze_unused_pooler, head_initializer, model_inputs
 from tfbert.modeling.task_model import TaskModel
 
 START, END = "start_logits", "end_logits"
@@ -16,13 +16,10 @@ def build_span_model(backbone, input_names: list[str], gradient_accumulation_ste
     Labels for `fit` use the same keys (token positions), as Keras matches targets to outputs by name.
     """
     inputs = model_inputs(input_names)
-    main = getattr(backbone, backbone.base_model_prefix)
-    if getattr(main, "pooler", None) is not None:
-        main.pooler.trainable = False  # span heads never read the pooler
+    freeze_unused_pooler(backbone)  # span heads never read the pooler
     hidden = backbone(inputs).last_hidden_state
-    initializer = tf_keras.initializers.TruncatedNormal(stddev=getattr(backbone.config, "initializer_range", 0.02),
-                                                        seed=seed)
-    logits = tf_keras.layers.Dense(2, kernel_initializer=initializer, dtype="float32", name="qa_outputs")(hidden)
+    logits = tf_keras.layers.Dense(2, kernel_initializer=head_initializer(backbone, seed), dtype="float32",
+                                   name="qa_outputs")(hidden)
     start = tf_keras.layers.Lambda(lambda t: t[..., 0], name=START, dtype="float32")(logits)
     end = tf_keras.layers.Lambda(lambda t: t[..., 1], name=END, dtype="float32")(logits)
     return TaskModel(inputs=inputs, outputs={START: start, END: end}, name="span_extractor",

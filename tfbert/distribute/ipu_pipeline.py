@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import tensorflow as tf
 
 from tfbert.errors import ConfigError
-from tfbert.modeling.classifier import model_inputs, pool
-from tfbert.modeling.saving import find_backbone
+from tfbert.modeling.backbone import find_backbone, main_layer, model_inputs
+from tfbert.modeling.classifier import pool
 from tfbert.modeling.task_model import TaskModel
 
 
@@ -36,7 +36,7 @@ _UNROLLED: "weakref.WeakKeyDictionary[object, _Unrolled]" = weakref.WeakKeyDicti
 def unroll_for_pipelining(model: TaskModel, pooling: str) -> TaskModel:
     """A Functional `TaskModel` computing the same logits as `model`, one node per encoder layer."""
     backbone = find_backbone(model)
-    main = getattr(backbone, backbone.base_model_prefix)
+    main = main_layer(backbone)
     layers = list(getattr(getattr(main, "encoder", None), "layer", None) or [])
     if getattr(main, "embeddings", None) is None or not layers:
         raise ConfigError(

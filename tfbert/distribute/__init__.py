@@ -11,6 +11,14 @@
   (``TF_CONFIG`` lists several tasks), mirrored (several GPUs or devices), default.
 
 Build the model, optimizer and metrics inside ``strategy.scope()`` (`build_experiment` does).
+
+What each strategy needs lives beside this module:
+
+- `cluster`: multi-worker bookkeeping (TF_CONFIG, chief, per-worker scratch output, final barrier);
+- `tpu`: finding and initialising a Cloud TPU;
+- `ipu`: Graphcore's SDK (imported lazily), IPUConfig, gradient accumulation and pipelining options;
+- `ipu_pipeline`: the BERT task model unrolled into embeddings / encoder layers / head for IPU
+  pipelining.
 """
 from __future__ import annotations
 
@@ -20,8 +28,8 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from tfbert.config import DistributionConfig
-from tfbert.distribution.cluster import IPU_STRATEGY_NAMES, barrier, cluster_size, is_chief, read_tf_config, writer_config
-from tfbert.distribution.pipeline import serving_model
+from tfbert.distribute.cluster import IPU_STRATEGY_NAMES, barrier, cluster_size, is_chief, read_tf_config, writer_config
+from tfbert.distribute.ipu_pipeline import serving_model
 from tfbert.errors import ConfigError, HardwareError
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu", "ipu", "auto")
@@ -45,7 +53,7 @@ def resolve_strategy_name(name: str, distribution: DistributionConfig) -> str:
         raise ConfigError(f"--strategy: {name!r} is not available; expected one of {', '.join(STRATEGIES)}")
     if name != "auto":
         return name
-    from tfbert.distribution.tpu import tpu_address
+    from tfbert.distribute.tpu import tpu_address
 
     if _ipu_sdk_present():
         return "ipu"
@@ -77,10 +85,10 @@ def choose_strategy(name: Optional[str] = None, distribution: Optional[Distribut
     if name == "multiworker":
         return _multiworker(distribution.communication)
     if name == "tpu":
-        from tfbert.distribution.tpu import connect_tpu
+        from tfbert.distribute.tpu import connect_tpu
 
         return connect_tpu(distribution.tpu, distribution.tpu_zone, distribution.tpu_project, log=log)
-    from tfbert.distribution.ipu import ipu_strategy
+    from tfbert.distribute.ipu import ipu_strategy
 
     return ipu_strategy(distribution, log=log)
 
@@ -151,7 +159,7 @@ def strategy_kind(strategy: tf.distribute.Strategy) -> str:
 def num_replicas(strategy: tf.distribute.Strategy, distribution: DistributionConfig) -> int:
     """Data-parallel replicas: TF's count, except on IPU where replication happens inside Poplar."""
     if strategy_kind(strategy) == "ipu":
-        from tfbert.distribution.ipu import num_replicas as ipu_replicas
+        from tfbert.distribute.ipu import num_replicas as ipu_replicas
 
         return ipu_replicas(distribution)
     return strategy.num_replicas_in_sync
@@ -174,10 +182,10 @@ def prepare_model(model, strategy: tf.distribute.Strategy, gradient_accumulation
     """
     if strategy_kind(strategy) != "ipu":
         return model
-    from tfbert.distribution.ipu import apply_ipu_options
+    from tfbert.distribute.ipu import apply_ipu_options
 
     if distribution.pipeline_splits:
-        from tfbert.distribution.pipeline import unroll_for_pipelining
+        from tfbert.distribute.ipu_pipeline import unroll_for_pipelining
 
         model = unroll_for_pipelining(model, pooling)
         if compile_fn is None:

@@ -1,0 +1,166 @@
+"""Multi-label classification, the fourth task: data, one loss for training and evaluation,
+metrics, the tuned threshold stored with the model, the SavedModel and the command-line tools."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, SHARED_DATA
+
+ROWS = [
+    ("What a wonderful, happy day, I love it", ["joy", "love"]),
+    ("I am so angry and annoyed right now", ["anger"]),
+    ("This is lovely and it makes me happy", ["joy", "love"]),
+    ("Terrible, furious, I hate waiting", ["anger"]),
+    ("The meeting is at ten tomorrow", []),
+    ("Happy birthday, love you lots", ["joy", "love"]),
+]
+
+
+def write_rows(path: Path, repeat: int = 4, json_lists: bool = False) -> Path:
+    lines = ["text\tlabels"]
+    for _ in range(repeat):
+        for text, labels in ROWS:
+            lines.append(f"{text}\t{json.dumps(labels) if json_lists else ','.join(labels)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def config_for(tiny_model_dir, path, tmp_path, *overrides):
+    from tfbert.config import load_config
+
+    return load_config(None, [
+        f"model.name_or_path={tiny_model_dir}", "task.type=multi_label_classification", f"data.train_file={path}",
+        "data.format=tsv", "data.label_column=labels", "data.validation_split=0.25", "data.max_seq_length=24",
+        "training.per_device_train_batch_size=4", "training.per_device_eval_batch_size=8",
+        "training.num_train_epochs=1", "training.tensorboard=false", "training.verbose=0",
+        "training.metric_for_best_model=val_micro_f1", f"training.output_dir={tmp_path / 'run'}", *overrides])
+
+
+def test_labels_parse_from_delimited_and_json_columns(tiny_model_dir, tmp_path):
+    from tfbert.pretrained import load_tokenizer
+    from tfbert.tasks import get_task
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    task = get_task("multi_label_classification")
+    delimited = task.load_data(config_for(tiny_model_dir, write_rows(tmp_path / "a.tsv"), tmp_path), tokenizer, 0)
+    listed = task.load_data(config_for(tiny_model_dir, write_rows(tmp_path / "b.tsv", json_lists=True), tmp_path),
+                            tokenizer, 0)
+    assert delimited.label_names == listed.label_names == ["anger", "joy", "love"]
+    for data in (delimited, listed):
+        labels = np.concatenate([data.splits[s].labels for s in ("train", "validation")])
+        assert labels.shape == (24, 3)
+        assert labels.sum(axis=0).tolist() == [8, 12, 12]  # 4 repeats x (2 anger, 3 joy, 3 love)
+        assert (labels.sum(axis=1) == 0).sum() == 4  # the neutral sentence has no label
+
+
+def test_ids_into_data_labels_and_bad_labels(tiny_model_dir, tmp_path):
+    from tfbert.errors import ConfigError, DataError
+    from tfbert.pretrained import load_tokenizer
+    from tfbert.tasks import get_task
+
+    path = tmp_path / "ids.tsv"
+    path.write_text("text\tlabels\nhappy love\t1,2\nangry\t0\nnothing\t\n", encoding="utf-8")
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    task = get_task("multi_label_classification")
+    config = config_for(tiny_model_dir, path, tmp_path, "data.labels_are_ids=true", "data.labels=[anger, joy, love]",
+                        "data.validation_split=0.0")
+    data = task.load_data(config, tokenizer, 0)
+    assert data.splits["train"].labels.tolist() == [[0, 1, 1], [1, 0, 0], [0, 0, 0]]
+    path.write_text("text\tlabels\nhappy\t3\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"row 1: label '3' in column 'labels' is not ids 0-2"):
+        task.load_data(config, tokenizer, 0)
+    with pytest.raises(ConfigError, match="data.labels_are_ids"):
+        config_for(tiny_model_dir, path, tmp_path, "data.labels_are_ids=true")
+    with pytest.raises(ConfigError, match="task.threshold"):
+        config_for(tiny_model_dir, path, tmp_path, "task.threshold=1.5")
+
+
+def test_metrics_and_threshold_tuning():
+    from tfbert.tasks.multi_label_classification import multi_label_metrics, tune_threshold
+
+    gold = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]], np.float32)
+    predicted = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 0]], np.float32)
+    report = multi_label_metrics(gold, predicted, ["a", "b", "c"])
+    # tp 3, fp 1, fn 2: micro P 3/4, R 3/5
+    assert report["micro_precision"] == pytest.approx(0.75)
+    assert report["micro_recall"] == pytest.approx(0.6)
+    assert report["micro_f1"] == pytest.approx(2 * 0.75 * 0.6 / 1.35)
+    assert report["per_class"]["a"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+    assert report["per_class"]["c"]["f1"] == 0.0
+    assert report["macro_f1"] == pytest.approx((1.0 + 2 / 3 + 0.0) / 3)
+    assert report["subset_accuracy"] == pytest.approx(0.5)
+    from tfbert.tasks import get_task
+
+    task = get_task("multi_label_classification")
+    assert task.degenerate_reason(report) is None  # 0.667 beats always "a" (2 * 2 / (4 + 5) = 0.444)
+    constant = multi_label_metrics(gold, np.tile([1, 0, 0], (4, 1)).astype(np.float32), ["a", "b", "c"])
+    assert "no better than always predicting a" in task.degenerate_reason(constant)
+    probabilities = np.array([[0.9, 0.1, 0.35], [0.2, 0.8, 0.1], [0.7, 0.4, 0.05], [0.1, 0.2, 0.3]])
+    # 0.35 and 0.4 are gold, 0.3 is not: only thresholds in (0.3, 0.35] get every label right
+    assert tune_threshold(gold, probabilities) == pytest.approx(0.35)
+
+
+def test_training_and_evaluation_use_one_loss(tiny_model_dir, tmp_path):
+    from tfbert.experiment import build_experiment
+
+    config = config_for(tiny_model_dir, write_rows(tmp_path / "a.tsv"), tmp_path, "task.threshold=0.5")
+    experiment = build_experiment(config)
+    split = experiment.data.splits["validation"]
+    report = experiment.evaluate_split("validation")
+    keras_loss = experiment.model.evaluate(experiment.datasets["validation"], verbose=0, return_dict=True)["loss"]
+    assert report["loss"] == pytest.approx(keras_loss, rel=1e-4)
+    logits = experiment.model.predict(experiment.datasets["validation"], verbose=0)
+    assert logits.shape[1] == 3 and len(split) == 6
+    assert set(report["metrics"]) == {"loss", "micro_f1", "macro_f1", "subset_accuracy"}
+
+
+def test_train_stores_the_tuned_threshold_and_serves_it(tiny_model_dir, tmp_path, capsys):
+    import yaml
+
+    from tfbert.cli import predict
+    from tfbert.modeling.saving import load_pretrained
+    from tfbert.serving.base import load_saved_model, saved_model_task
+    from tfbert.training.trainer import train
+
+    config = config_for(tiny_model_dir, write_rows(tmp_path / "a.tsv"), tmp_path, "optimizer.learning_rate=1e-3")
+    train(config, log=lambda *_: None)
+    run = tmp_path / "run"
+    results = json.loads((run / "eval_results.json").read_text())
+    threshold = results["threshold"]
+    saved = yaml.safe_load((run / "model" / "tfbert_config.yaml").read_text())
+    assert saved["task"]["tuned_threshold"] == threshold and saved["task"]["threshold"] is None
+    hf_config = json.loads((run / "model" / "config.json").read_text())
+    assert hf_config["problem_type"] == "multi_label_classification"
+
+    assert saved_model_task(run / "saved_model") == "multi_label_classification"
+    serve = load_saved_model(run / "saved_model").signatures["serving_default"]
+    texts = [t for t, _ in ROWS]
+    out = {k: v.numpy() for k, v in serve(text=np.array(texts)).items()}
+    loaded = load_pretrained(run / "model")
+    encoded = loaded.tokenizer(texts, padding=True, return_tensors="np")
+    logits = loaded.model({k: encoded[k].astype(np.int32) for k in loaded.model.input_names}, training=False).numpy()
+    probabilities = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(out["probabilities"], probabilities, atol=1e-5)
+    np.testing.assert_array_equal(out["label_mask"], (probabilities >= threshold).astype(np.int32))
+    for i in range(len(texts)):
+        want = [n for n, m in zip(loaded.label_names, out["label_mask"][i]) if m]
+        assert [v.decode() for v in out["labels"][i][: out["num_predicted"][i]]] == want
+    assert out["threshold"][0] == pytest.approx(threshold)
+
+    assert predict.main(["--saved-model", str(run / "saved_model"), "--json", texts[0]]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["text"] == texts[0] and len(record["probabilities"]) == 3
+
+
+def test_goemotions_recipe_loads_its_labels(tiny_model_dir):
+    from tfbert.config import load_config
+
+    config = load_config(ROOT / "configs" / "goemotions_minilm.yaml")
+    assert config.task.type == "multi_label_classification" and config.data.labels_are_ids
+    if SHARED_DATA.is_dir():
+        names = (SHARED_DATA / "goemotions" / "labels.txt").read_text().split()
+        assert config.data.labels == names

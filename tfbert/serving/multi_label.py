@@ -1,0 +1,49 @@
+"""SavedModel for multi-label classification: raw strings in, each label's probability and the
+labels over the decision threshold out.
+
+``serving_default`` takes ``text`` (plus ``text_pair`` for pair tasks) and returns
+``probabilities`` [batch, num_labels] (a sigmoid per label), ``label_mask`` int32 [batch,
+num_labels] (1 where the probability reaches the threshold), ``labels`` (string [batch, max
+predicted], padded with ""), ``num_predicted`` (int32 [batch]), ``threshold`` (float32 [batch])
+and ``logits``. The threshold is ``task.threshold``, else the one tuned on validation.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from tfbert.config import ExperimentConfig
+from tfbert.serving.classification import ClassifierServingModule
+
+
+class MultiLabelServingModule(ClassifierServingModule):
+    """The classifier's graph with a sigmoid per label and a threshold instead of softmax and arg-max."""
+
+    task_type = "multi_label_classification"
+
+    def __init__(self, model, hf_tokenizer, label_names: list[str], config: ExperimentConfig):
+        super().__init__(model, hf_tokenizer, label_names, config)
+        threshold = config.task.threshold if config.task.threshold is not None else config.task.tuned_threshold
+        self.threshold = tf.constant(0.5 if threshold is None else threshold, tf.float32)
+
+    def outputs(self, logits: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.sigmoid(logits)
+        mask = probabilities >= self.threshold
+        batch = tf.shape(logits)[0]
+        names = tf.tile(self.label_table[None, :], [batch, 1])
+        return {"logits": logits, "probabilities": probabilities, "label_mask": tf.cast(mask, tf.int32),
+                "labels": tf.ragged.boolean_mask(names, mask).to_tensor(default_value=""),
+                "num_predicted": tf.reduce_sum(tf.cast(mask, tf.int32), axis=-1),
+                "threshold": tf.fill([batch], self.threshold)}
+
+    @classmethod
+    def cli_record(cls, inputs: dict[str, Any], out: dict[str, Any], i: int) -> tuple[dict, str]:
+        record = {k: v[i] for k, v in inputs.items()}
+        n = int(out["num_predicted"][i])
+        record.update(labels=[v.decode("utf-8") for v in out["labels"][i][:n]],
+                      probabilities=[float(p) for p in out["probabilities"][i]])
+        return record, f"{','.join(record['labels']) or '(none)'}\t{record['text']}"
+
+
+__all__ = ["MultiLabelServingModule"]
