@@ -12,7 +12,8 @@ def split_loss(loss: tf_keras.losses.Loss, y_true, y_pred) -> float:
     """`loss` over a whole split, reduced as `compile` reduces it (the mean over examples).
 
     Per-example values, then a mean: Keras refuses its default reduction inside a
-    `tf.distribute` strategy scope outside `compile`, and evaluation runs in that scope.
+    `tf.distribute` strategy scope outside `compile`, and evaluation runs in that scope. Sets
+    `loss.reduction` (pass a loss object of its own, as `Task.loss()` returns).
     """
     loss.reduction = tf_keras.losses.Reduction.NONE
     return float(np.mean(loss(y_true, y_pred)))

@@ -17,6 +17,7 @@ tensorflow-text ops linked in, otherwise it fails with ``Op type not registered`
 """
 from __future__ import annotations
 
+import abc
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -57,7 +58,7 @@ def token_id_specs(input_names: list[str]) -> dict[str, tf.TensorSpec]:
     return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in input_names}
 
 
-class ServingModule(tf.Module):
+class ServingModule(tf.Module, abc.ABC):
     """Base of every task's serving module: the model, the in-graph tokenizer, export.
 
     Args:
@@ -85,13 +86,13 @@ class ServingModule(tf.Module):
         """The ``serving_default`` inputs, in the order `serve_text` takes them."""
         return [tf.TensorSpec([None], tf.string, name="text")]
 
+    @abc.abstractmethod
     def serve_text(self, *texts: tf.Tensor) -> dict[str, tf.Tensor]:
         """Raw strings -> the task's outputs."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def serve_token_ids(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Token ids (`token_id_specs`) -> logits and what follows from them."""
-        raise NotImplementedError
 
     def logits(self, features: dict[str, tf.Tensor], per_token: bool = False):
         """The model's float32 outputs on the served inputs (an empty batch too)."""
@@ -130,9 +131,9 @@ class ServingModule(tf.Module):
         return {"text": texts}
 
     @classmethod
+    @abc.abstractmethod
     def cli_record(cls, inputs: dict[str, Any], out: dict[str, Any], i: int) -> tuple[dict, str]:
         """Row `i` of the outputs as a JSON-ready record and one console line."""
-        raise NotImplementedError
 
 
 def load_saved_model(directory: str | Path):

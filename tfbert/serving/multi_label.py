@@ -24,8 +24,7 @@ class MultiLabelServingModule(ClassifierServingModule):
 
     def __init__(self, model, hf_tokenizer, label_names: list[str], config: ExperimentConfig):
         super().__init__(model, hf_tokenizer, label_names, config)
-        threshold = config.task.threshold if config.task.threshold is not None else config.task.tuned_threshold
-        self.threshold = tf.constant(0.5 if threshold is None else threshold, tf.float32)
+        self.threshold = tf.constant(config.task.decision_threshold(), tf.float32)
 
     def outputs(self, logits: tf.Tensor) -> dict[str, tf.Tensor]:
         probabilities = tf.sigmoid(logits)

@@ -7,6 +7,7 @@ and registers itself with `tfbert.tasks.registry.register_task`; no core module 
 """
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,7 +19,7 @@ from tfbert.data.task_data import TaskData
 from tfbert.modeling.task_model import TaskModel
 
 
-class Task:
+class Task(abc.ABC):
     """One kind of fine-tuning: what a task module declares and implements.
 
     Class attributes declare the task (its type, config classes, metric names, transformers class,
@@ -82,23 +83,23 @@ class Task:
             raise ConfigError(f"config key 'training.metric_for_best_model': {self.type} does not report "
                               f"{metric!r}; expected one of {', '.join(allowed)}")
 
+    @abc.abstractmethod
     def load_data(self, config: ExperimentConfig, tokenizer, seed: int,
                   label_names: Optional[list[str]] = None, splits: Optional[dict[str, str]] = None) -> TaskData:
         """Read, validate and tokenize the configured files (or `splits`: name -> path)."""
-        raise TypeError(f"{type(self).__name__} does not define load_data")
 
+    @abc.abstractmethod
     def build_model(self, backbone, config: ExperimentConfig, num_labels: int, input_names: list[str]) -> TaskModel:
         """The Functional task model on `backbone` (outputs stay float32)."""
-        raise TypeError(f"{type(self).__name__} does not define build_model")
 
+    @abc.abstractmethod
     def loss(self) -> Any:
         """The task's one loss definition (a Keras loss, or one per output): `compile_args` trains with
         it and `evaluate` reports it on the predicted logits, so the two cannot drift."""
-        raise TypeError(f"{type(self).__name__} does not define loss")
 
+    @abc.abstractmethod
     def compile_args(self) -> dict[str, Any]:
         """`compile` keyword arguments: ``loss`` (`loss`), ``metrics``, maybe ``loss_weights``."""
-        raise TypeError(f"{type(self).__name__} does not define compile_args")
 
     #: whether the task defines `packed_outputs` (static-shape strategies then pack by default)
     supports_packing: bool = True
@@ -121,10 +122,10 @@ class Task:
         """`compile` arguments of the packed twin: means over labelled items only (empty slots are ignored)."""
         raise ConfigError(f"config key 'data.padding': packed does not support task.type {self.type!r}")
 
+    @abc.abstractmethod
     def evaluate(self, model: tf_keras.Model, data: TaskData, split: str, config: ExperimentConfig,
                  tokenizer) -> dict:
         """A JSON-ready report; ``report["metrics"]`` is a flat dict of floats (logged as ``val_*``)."""
-        raise TypeError(f"{type(self).__name__} does not define evaluate")
 
     #: headline numbers of the HTML report: (key in eval_results.json, label)
     report_headlines: tuple[tuple[str, str], ...] = ()
@@ -139,9 +140,9 @@ class Task:
         """One line for the console."""
         return ", ".join(f"{k} {v:.4f}" for k, v in report["metrics"].items())
 
+    @abc.abstractmethod
     def serving_module_class(self) -> type:
         """The task's `tfbert.serving.base.ServingModule` subclass (imported here: serving needs tensorflow-text)."""
-        raise TypeError(f"{type(self).__name__} does not define serving_module_class")
 
     def export(self, model: tf_keras.Model, tokenizer, label_names: list[str], directory: Path,
                config: ExperimentConfig) -> Path:

@@ -53,6 +53,12 @@ class MultiLabelConfig(TaskConfig):
     #: the threshold tuned on validation (written at evaluation; used when threshold is null)
     tuned_threshold: Optional[float] = None
 
+    def decision_threshold(self) -> float:
+        """The threshold in force: ``threshold``, else ``tuned_threshold``, else 0.5 (training and serving)."""
+        if self.threshold is not None:
+            return self.threshold
+        return 0.5 if self.tuned_threshold is None else self.tuned_threshold
+
     def validate(self, config: ExperimentConfig) -> None:
         for key in ("threshold", "tuned_threshold"):
             value = getattr(self, key)
@@ -230,21 +236,24 @@ class MultiLabelClassification(Task):
         # threshold 0 on logits is probability 0.5
         return {"loss": self.loss(), "metrics": [tf_keras.metrics.BinaryAccuracy(name="label_accuracy", threshold=0.0)]}
 
-    def decision_threshold(self, model, data: TaskData, config, tokenizer) -> float:
-        """``task.threshold``; else tuned on validation (recorded as ``task.tuned_threshold``); else 0.5."""
-        if config.task.threshold is not None:
-            return config.task.threshold
-        if "validation" in data.splits:
+    def decision_threshold(self, model, data: TaskData, config, tokenizer,
+                           logits: Optional[dict[str, np.ndarray]] = None) -> float:
+        """``task.threshold``; else tuned on validation (recorded as ``task.tuned_threshold``); else 0.5.
+
+        `logits`: splits already predicted (split name -> logits), so validation is not predicted twice.
+        """
+        if config.task.threshold is None and "validation" in data.splits:
             split = data.splits["validation"]
-            probabilities = _sigmoid(predict_logits(model, split, config.training.per_device_eval_batch_size,
-                                                    tokenizer.pad_token_id))
-            config.task.tuned_threshold = tune_threshold(split.labels, probabilities)
-        return config.task.tuned_threshold or 0.5
+            known = (logits or {}).get("validation")
+            if known is None:
+                known = predict_logits(model, split, config.training.per_device_eval_batch_size, tokenizer.pad_token_id)
+            config.task.tuned_threshold = tune_threshold(split.labels, _sigmoid(known))
+        return config.task.decision_threshold()
 
     def evaluate(self, model, data, split, config, tokenizer) -> dict:
         encoded = data.splits[split]
         logits = predict_logits(model, encoded, config.training.per_device_eval_batch_size, tokenizer.pad_token_id)
-        threshold = self.decision_threshold(model, data, config, tokenizer)
+        threshold = self.decision_threshold(model, data, config, tokenizer, logits={split: logits})
         predicted = (_sigmoid(logits) >= threshold).astype(np.float32)
         report = multi_label_metrics(encoded.labels, predicted, data.label_names)
         report["threshold"] = threshold
