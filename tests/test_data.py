@@ -187,3 +187,25 @@ def test_evaluation_reports_the_training_loss(tiny_config):
     report = experiment.evaluate_split("validation")
     keras = experiment.model.evaluate(experiment.datasets["validation"], verbose=0, return_dict=True)["loss"]
     assert report["metrics"]["loss"] == pytest.approx(keras, rel=1e-5)
+
+
+def test_max_train_samples_trains_on_a_seeded_subset(tiny_config):
+    from tfbert.config import load_config
+    from tfbert.errors import ConfigError
+    from tfbert.experiment import build_experiment
+
+    full = build_experiment(tiny_config())
+    every = full.data.splits["train"]
+    subsets = [build_experiment(tiny_config("data.max_train_samples=10", f"training.seed={seed}")).data.splits["train"]
+               for seed in (42, 42, 7)]
+    assert [len(s) for s in subsets] == [10, 10, 10]
+    ids = [s.features["input_ids"][0].tolist() for s in subsets]
+    assert ids[0] == ids[1] and ids[0] != ids[2]  # drawn with training.seed
+    rows = {tuple(every.features["input_ids"][0][a:b]) for a, b in zip(every.features["input_ids"][1],
+                                                                       every.features["input_ids"][1][1:])}
+    values, splits = subsets[0].features["input_ids"]
+    assert all(tuple(values[a:b]) in rows for a, b in zip(splits, splits[1:]))  # rows of the training split
+    assert len(subsets[0].labels) == 10
+    assert len(build_experiment(tiny_config(f"data.max_train_samples={len(every) + 5}")).data.splits["train"]) == len(every)
+    with pytest.raises(ConfigError, match="data.max_train_samples"):
+        load_config(None, ["data.max_train_samples=0"])

@@ -2,6 +2,7 @@
 tiny BERT with pruning, and the resume of a killed search. Trials run in child processes."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -101,7 +102,8 @@ def _space(tmp_path: Path) -> Path:
 
 
 def test_three_trial_search_prunes_and_writes_the_best_config(tiny_config, tmp_path):
-    base = _write_base(tiny_config, tmp_path, "training.num_train_epochs=3")
+    # With a test split, so that the trials can be seen not to score it.
+    base = _write_base(tiny_config, tmp_path, "training.num_train_epochs=3", "data.test_split=0.2")
     space, out = _space(tmp_path), tmp_path / "search"
     # The first two trials are fixed so that pruning is certain: a useful rate, then one that
     # leaves the model where it started (its val_loss stays above the finished trial's by epoch 2).
@@ -122,7 +124,10 @@ def test_three_trial_search_prunes_and_writes_the_best_config(tiny_config, tmp_p
     # be in its final evaluation, which ends normally, so its directory may be complete.)
     assert not list((out / "trial-001" / "checkpoints").glob("step-*"))  # a pruned trial never resumes
     assert (out / "trial-000" / "run_summary.json").is_file() and (out / "trial-000" / "model").is_dir()
+    for evaluated in out.glob("trial-*/eval_results.json"):
+        assert json.loads(evaluated.read_text())["split"] == "validation"
     best = load_config(out / "best_config.yaml")
+    assert best.training.do_predict  # the chosen config's own run reports on the test split
     assert best.optimizer.learning_rate == pytest.approx(study.best_trial.params["optimizer.learning_rate"])
     assert best.training.output_dir == str(out / "best")
     table = (out / "search_summary.md").read_text()
@@ -157,3 +162,11 @@ def test_a_killed_search_resumes_its_trial(tiny_config, tmp_path):
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
     assert (out / "trial-000" / "run_summary.json").is_file() and not (out / "trial-001").exists()
     assert list(study.trials[0].intermediate_values) == [1, 2, 3, 4]
+
+
+def test_a_study_fingerprint_counts_only_values_that_differ_from_the_defaults():
+    """A tfbert version that adds a config key (with its default) still continues an older study."""
+    from tfbert.search import _non_default
+
+    config = load_config(None, ["optimizer.learning_rate=3e-5", "training.output_dir=runs/x"])
+    assert _non_default(config) == {"optimizer": {"learning_rate": 3e-5}, "training": {"output_dir": "runs/x"}}

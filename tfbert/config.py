@@ -48,6 +48,9 @@ class DataConfig:
     labels: Optional[list[str]] = None
     validation_split: float = 0.0
     test_split: float = 0.0
+    #: Train on this many training examples drawn with ``training.seed`` (Hugging Face's name),
+    #: e.g. for a quick search; examples are counted after tokenization (QA windows). None: all.
+    max_train_samples: Optional[int] = None
     max_seq_length: int = 128
     #: ``packed``: several examples per row of max_seq_length tokens, each attending only to
     #: itself (tfbert.data.packing); tpu and ipu strategies pack when this is left at ``bucket``.
@@ -131,6 +134,9 @@ class TrainingConfig:
     #: A metric some task reports (``val_<name>`` on validation); the task checks its own at build.
     metric_for_best_model: str = "val_accuracy"
     early_stopping_patience: Optional[int] = None
+    #: Evaluate the test split at the end (Hugging Face's name); false evaluates the validation
+    #: split instead. A search's trials set it false, so no trial ever scores the test set.
+    do_predict: bool = True
     #: Write a resumable backup every N optimizer updates ("epoch": only at epoch ends). A backup
     #: is also written at every epoch end that falls on an update boundary, and on SIGTERM.
     save_steps: Union[int, Literal["epoch"]] = 500

@@ -20,6 +20,8 @@ def check_config(config) -> None:
     require(d.max_seq_length >= 8, "data.max_seq_length", f"must be >= 8, got {d.max_seq_length}")
     require(0.0 <= d.validation_split < 1.0, "data.validation_split", "must be in [0, 1)")
     require(0.0 <= d.test_split < 1.0, "data.test_split", "must be in [0, 1)")
+    require(d.max_train_samples is None or d.max_train_samples >= 1, "data.max_train_samples",
+            "must be >= 1 (or null for every training example)")
     require(d.validation_split + d.test_split < 1.0, "data.test_split", "validation_split + test_split must be < 1")
     require(d.has_header or bool(d.column_names), "data.column_names",
              "files without a header (data.has_header: false) need column_names")

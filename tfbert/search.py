@@ -123,10 +123,35 @@ def prepare(settings: SearchSettings) -> _Prepared:
                      "minimize" if monitor_mode(metric) == "min" else "maximize")
 
 
+def _non_default(section) -> dict:
+    """A config section's fields that differ from their defaults (nested sections alike)."""
+    values = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            value = _non_default(value)
+            if value:
+                values[f.name] = value
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if value != default:
+            values[f.name] = value
+    return values
+
+
 def _fingerprint(prepared: _Prepared) -> str:
-    """The base config and space of a study: a study continues only with the same ones."""
-    base = prepared.base.to_dict()
-    base["training"].pop("output_dir", None)
+    """The base config and space of a study: a study continues only with the same ones.
+
+    Only values that differ from the defaults count, so a tfbert version that adds a config key
+    (with a default) still continues a study started before it.
+    """
+    base = _non_default(prepared.base)
+    base.get("training", {}).pop("output_dir", None)
     space = [dataclasses.asdict(p) for p in prepared.params]
     return json.dumps({"config": base, "space": space}, sort_keys=True, default=str)
 
@@ -376,6 +401,9 @@ class Search:
             best = study.best_trial
             number = best.user_attrs.get("tfbert_run", best.number)
             config = trial_config(prepared.base, best.params, self.out / "best")
+            # Trials never score the test split; the run of the chosen config reports on it as the
+            # base config does.
+            config.training.do_predict = prepared.base.training.do_predict
             header = (f"# Best of {len(complete)} finished trials of study {prepared.study_name!r}: "
                       f"{prepared.metric} {best.value:.4f} (trial {best.number}, {self.trial_dir(number)}).\n"
                       "# Ready to use: tools/train.py --config THIS_FILE\n")

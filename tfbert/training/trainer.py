@@ -282,7 +282,9 @@ def finish_run(experiment: Experiment, log=print) -> dict:
     """Evaluate the (best) model, save it, export the SavedModel and write the model card."""
     config, out = experiment.config, experiment.output_dir
     summary: dict = {"output_dir": str(out)}
-    split = "test" if "test" in experiment.data.splits else "validation" if "validation" in experiment.data.splits else None
+    splits = experiment.data.splits
+    split = ("test" if config.training.do_predict and "test" in splits
+             else "validation" if "validation" in splits else None)
     evaluation = None
     if split:
         evaluation = experiment.evaluate_split(split)
