@@ -166,7 +166,29 @@ def test_a_killed_search_resumes_its_trial(tiny_config, tmp_path):
 
 def test_a_study_fingerprint_counts_only_values_that_differ_from_the_defaults():
     """A tfbert version that adds a config key (with its default) still continues an older study."""
-    from tfbert.search import _non_default
+    from tfbert.search import non_default_values
 
     config = load_config(None, ["optimizer.learning_rate=3e-5", "training.output_dir=runs/x"])
-    assert _non_default(config) == {"optimizer": {"learning_rate": 3e-5}, "training": {"output_dir": "runs/x"}}
+    assert non_default_values(config) == {"optimizer.learning_rate": 3e-5, "training.output_dir": "runs/x"}
+
+
+def test_epochs_found_in_one_poll_stop_at_the_first_pruned_one(tiny_config, tmp_path):
+    """A trial pruned at epoch 2 is not reported at epoch 3 even when both arrived together."""
+    from tfbert.search import Search
+
+    class Trial:  # the two calls of optuna.Trial that reporting makes
+        def __init__(self):
+            self.values = {}
+
+        def report(self, value, step):
+            self.values[step] = value
+
+        def should_prune(self):
+            return max(self.values) >= 2
+
+    search = Search(SearchSettings(str(_write_base(tiny_config, tmp_path)), str(_space(tmp_path)), trials=1,
+                                   output_dir=str(tmp_path / "search")))
+    trial, reported = Trial(), set()
+    epochs = [{"epoch": e, "val_loss": 1.0 / e} for e in (3, 1, 2)]
+    assert search._report(trial, epochs, reported) is True
+    assert reported == {1, 2} and sorted(trial.values) == [1, 2]

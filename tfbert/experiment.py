@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from tfbert import distribute
 from tfbert.config import ExperimentConfig
-from tfbert.data.encoding import EncodedSplit, select_rows
+from tfbert.data.encoding import EncodedSplit
 from tfbert.data.packing import plan_packing, resolve_padding
 from tfbert.data.pipeline import bucket_sizes, make_dataset, make_train_stream
 from tfbert.data.tfrecords import load_task_data
@@ -240,12 +239,7 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
     data = load_task_data(task, config, tokenizer, config.training.seed, _checkpoint_labels(config))
     if "train" not in data.splits:
         raise ConfigError("config key 'data.train_file': training needs a training file")
-    limit = config.data.max_train_samples
-    if limit is not None and limit < len(data.splits["train"]):
-        # Sorted, so the subset keeps the file's order (the epoch shuffle is the stream's job).
-        chosen = np.sort(np.random.default_rng(config.training.seed).choice(len(data.splits["train"]), limit,
-                                                                              replace=False))
-        data.splits["train"] = select_rows(data.splits["train"], chosen)
+    data.limit_train(config.data.max_train_samples, config.training.seed)
     task.check_monitor(config.training.metric_for_best_model, "validation" in data.splits)
     num_labels = len(data.label_names)
     if config.task.num_labels is not None and data.label_names and config.task.num_labels != num_labels:

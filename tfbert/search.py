@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from tfbert.config import ExperimentConfig, load_config
+from tfbert.config import ExperimentConfig, load_config, new_config
+from tfbert.config_values import flatten_keys
 from tfbert.errors import ConfigError, TfbertError
 from tfbert.search_space import FIXED_KEYS, Param, load_space, parse_space, trial_config  # noqa: F401  (public)
 from tfbert.search_trials import (Stop, best_of, die_with_parent, drop_backups, last_line, lock, markdown_table,
@@ -123,25 +124,10 @@ def prepare(settings: SearchSettings) -> _Prepared:
                      "minimize" if monitor_mode(metric) == "min" else "maximize")
 
 
-def _non_default(section) -> dict:
-    """A config section's fields that differ from their defaults (nested sections alike)."""
-    values = {}
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if dataclasses.is_dataclass(value):
-            value = _non_default(value)
-            if value:
-                values[f.name] = value
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = dataclasses.MISSING
-        if value != default:
-            values[f.name] = value
-    return values
+def non_default_values(config: ExperimentConfig) -> dict:
+    """Dotted keys of `config` whose values differ from `new_config`'s defaults for its task type."""
+    defaults = flatten_keys(new_config(config.task.type).to_dict())
+    return {k: v for k, v in flatten_keys(config.to_dict()).items() if k not in defaults or defaults[k] != v}
 
 
 def _fingerprint(prepared: _Prepared) -> str:
@@ -150,8 +136,8 @@ def _fingerprint(prepared: _Prepared) -> str:
     Only values that differ from the defaults count, so a tfbert version that adds a config key
     (with a default) still continues a study started before it.
     """
-    base = _non_default(prepared.base)
-    base.get("training", {}).pop("output_dir", None)
+    base = non_default_values(prepared.base)
+    base.pop("training.output_dir", None)
     space = [dataclasses.asdict(p) for p in prepared.params]
     return json.dumps({"config": base, "space": space}, sort_keys=True, default=str)
 
@@ -292,6 +278,9 @@ class Search:
             trial.set_user_attr("error", str(exc))
             self.study.tell(trial, state=TrialState.FAIL)
             return
+        # The trial's final evaluation scores validation: no trial looks at the test split
+        # (best_config.yaml keeps the base config's do_predict).
+        config.training.do_predict = False
         configs = self.out / "configs"
         configs.mkdir(parents=True, exist_ok=True)
         config_path = configs / f"trial-{number:03d}.yaml"
@@ -337,16 +326,17 @@ class Search:
         self.log(f"trial {trial.number}: {prepared.metric} {value:.4f}")
 
     def _report(self, trial, epochs: list[dict], reported: set) -> bool:
-        """Report epochs not reported yet; True when the pruner says stop."""
-        prune = False
-        for record in epochs:
+        """Report epochs not reported yet, in order; True (and nothing more reported) at the first
+        epoch the pruner stops, even when one poll found several new epochs."""
+        for record in sorted(epochs, key=lambda r: r.get("epoch") or 0):
             epoch, value = record.get("epoch"), record.get(self.prepared.metric)
             if epoch is None or epoch in reported or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
             trial.report(float(value), int(epoch))
             reported.add(epoch)
-            prune = trial.should_prune()
-        return prune
+            if trial.should_prune():
+                return True
+        return False
 
     def _watch(self, trial, child: subprocess.Popen, run_dir: Path, reported: set) -> Optional[int]:
         """Follow the run until it exits; the epoch it was pruned at, or None."""
@@ -401,9 +391,6 @@ class Search:
             best = study.best_trial
             number = best.user_attrs.get("tfbert_run", best.number)
             config = trial_config(prepared.base, best.params, self.out / "best")
-            # Trials never score the test split; the run of the chosen config reports on it as the
-            # base config does.
-            config.training.do_predict = prepared.base.training.do_predict
             header = (f"# Best of {len(complete)} finished trials of study {prepared.study_name!r}: "
                       f"{prepared.metric} {best.value:.4f} (trial {best.number}, {self.trial_dir(number)}).\n"
                       "# Ready to use: tools/train.py --config THIS_FILE\n")

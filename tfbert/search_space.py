@@ -194,8 +194,6 @@ def trial_config(base: ExperimentConfig, params: dict[str, Any], output_dir: str
     config.training.output_dir = str(output_dir)
     config.training.overwrite_output_dir = False
     config.training.resume = "auto"
-    # The final evaluation scores validation: a trial never looks at the test split.
-    config.training.do_predict = False
     validate(config)
     return config
 
