@@ -106,3 +106,21 @@ def test_task_keys_live_in_the_tasks_config_and_old_keys_still_load():
         load_config(None, ["task.n_best_sise=3"])
     with pytest.raises(ConfigError, match="config key 'task.type': 'regression' is not allowed"):
         load_config(None, ["task.type=regression"])
+
+
+@pytest.mark.parametrize("overrides,pattern", [
+    (["data.train_file=[]"], r"'data.train_file': an empty list"),
+    (["data.train_file=[a.tsv, a.tsv]"], r"'data.train_file': lists a file twice"),
+    (["data.train_file={a: 1}"], r"'data.train_file': \{'a': 1\} is not allowed; expected a string or a list of strings"),
+    (["task.type=question_answering", "data.train_file=[a.json, b.json]", "data.train_articles=0-3"],
+     r"'data.train_articles': selects articles of one file"),
+])
+def test_train_file_lists_are_checked(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(None, overrides)
+
+
+def test_train_file_takes_one_file_or_a_list():
+    assert load_config(None, ["data.train_file=a.tsv"]).data.train_files() == ["a.tsv"]
+    config = load_config(None, ["data.train_file=[a.tsv, b.tsv]"])
+    assert config.data.train_files() == ["a.tsv", "b.tsv"] and config.data.train_file_label() == "a.tsv + b.tsv"

@@ -209,3 +209,18 @@ def test_max_train_samples_trains_on_a_seeded_subset(tiny_config):
     assert len(build_experiment(tiny_config(f"data.max_train_samples={len(every) + 5}")).data.splits["train"]) == len(every)
     with pytest.raises(ConfigError, match="data.max_train_samples"):
         load_config(None, ["data.max_train_samples=0"])
+
+
+def test_several_train_files_are_read_in_order_and_errors_name_the_file(tmp_path, tokenizer):
+    first, second = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    first.write_text("ham\thello there\nspam\tWIN a prize\n")
+    second.write_text("spam\tclaim now\nham\tsee you\nham\tok\n")
+    data = load_classification_data(DataConfig(train_file=[str(first), str(second)], has_header=False,
+                                               column_names=["label", "text"]), tokenizer, seed=0)
+    assert data.label_names == ["ham", "spam"]
+    assert list(data.splits["train"].labels) == [0, 1, 1, 0, 0]
+    assert data.extras["train"][0] == ["hello there", "WIN a prize", "claim now", "see you", "ok"]
+    second.write_text("spam\tclaim now\n\tno label\n")
+    with pytest.raises(DataError, match=r"dev.tsv, row 2"):
+        load_classification_data(DataConfig(train_file=[str(first), str(second)], has_header=False,
+                                            column_names=["label", "text"]), tokenizer, seed=0)

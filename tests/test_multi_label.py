@@ -164,3 +164,20 @@ def test_goemotions_recipe_loads_its_labels(tiny_model_dir):
     if SHARED_DATA.is_dir():
         names = (SHARED_DATA / "goemotions" / "labels.txt").read_text().split()
         assert config.data.labels == names
+
+
+def test_several_train_files_are_concatenated_and_errors_name_the_file(tiny_model_dir, tmp_path):
+    from tfbert.errors import DataError
+    from tfbert.pretrained import load_tokenizer
+    from tfbert.tasks import get_task
+
+    first, second = write_rows(tmp_path / "a.tsv", repeat=1), tmp_path / "b.tsv"
+    second.write_text("text\tlabels\nso angry\tanger\nnothing here\t\n", encoding="utf-8")
+    tokenizer, task = load_tokenizer(str(tiny_model_dir)), get_task("multi_label_classification")
+    config = config_for(tiny_model_dir, f"[{first}, {second}]", tmp_path, "data.validation_split=0.0")
+    data = task.load_data(config, tokenizer, 0)
+    assert data.extras["train"][0] == [text for text, _ in ROWS] + ["so angry", "nothing here"]
+    assert data.splits["train"].labels[-2:].tolist() == [[1, 0, 0], [0, 0, 0]]
+    second.write_text("text\tlabels\nso angry\t[\"anger\"\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"b.tsv, row 1: column 'labels'"):
+        task.load_data(config, tokenizer, 0)

@@ -77,9 +77,11 @@ def test_recipe_builds(recipe, tiny_model_dir, tmp_path, monkeypatch):
     for key in ("train_file", "validation_file", "test_file"):
         value = getattr(config.data, key)
         if value:
-            if value not in samples:
-                samples[value] = _sample(Path(value), tmp_path, config.data.format, config.task.type)
-            overrides.append(f"data.{key}={samples[value]}")
+            for path in [value] if isinstance(value, str) else value:
+                if path not in samples:
+                    samples[path] = _sample(Path(path), tmp_path, config.data.format, config.task.type)
+            cut = samples[value] if isinstance(value, str) else f"[{', '.join(str(samples[p]) for p in value)}]"
+            overrides.append(f"data.{key}={cut}")
     if config.task.type == "question_answering":
         overrides += ["data.train_articles=0-29", "data.validation_articles=30-35"]
     config = load_config(recipe, prepared + overrides)
@@ -113,7 +115,7 @@ def test_degenerate_check_catches_constant_and_baseline_models():
 
 #: Optimizer updates per offline recipe: enough for a model that works to show it on 2 CPU cores.
 BRIEF_STEPS = {"sms_spam_minilm": 40, "seed_sms_spam_frozen_backbone": 60, "ag_news_minilm": 60, "sst2_minilm": 100,
-               "wnut17_ner_minilm": 150, "squad_qa_minilm": 60,
+               "wnut17_ner_minilm": 150, "wnut17_ner_minilm_dev": 150, "squad_qa_minilm": 60,
                # one epoch: a quarter epoch learns only neutral, a constant guess (docs/benchmarks.md)
                "goemotions_minilm": 1229}
 OFFLINE = [r for r in RECIPES if r.stem in BRIEF_STEPS]

@@ -118,6 +118,21 @@ def test_validation_errors_name_the_file_and_place(tmp_path, mutate, expected):
     assert "\n" not in message
 
 
+def test_several_train_files_are_read_in_order(tmp_path, tokenizer):
+    from tfbert.config import load_config
+    from tfbert.tasks import get_task
+
+    first = write(tmp_path, small_squad())
+    other = small_squad()["data"][1:]
+    other[0]["paragraphs"][0]["qas"][0]["id"] = "q3"
+    second = tmp_path / "more.json"
+    second.write_text(json.dumps({"version": "1.1", "data": other}), encoding="utf-8")
+    config = load_config(None, ["task.type=question_answering", f"data.train_file=[{first}, {second}]",
+                                "data.max_seq_length=64", "data.doc_stride=16", "data.max_query_length=16"])
+    data = get_task("question_answering").load_data(config, tokenizer, seed=0)
+    assert [e.id for e in data.extras["train"]["examples"]] == ["q1", "q2", "q3"]
+
+
 def test_missing_file_and_not_json(tmp_path):
     with pytest.raises(DataError, match="SQuAD file not found"):
         read_squad(tmp_path / "nope.json")

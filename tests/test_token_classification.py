@@ -144,3 +144,25 @@ def test_tiny_model_trains_and_evaluates(tiny_model_dir, tmp_path):
     assert summary["eval"]["split"] == "validation"
     labels = json.loads((tmp_path / "run" / "model" / "labels.json").read_text())["id2label"]
     assert labels == ["O", "B-LOC", "I-LOC"]
+
+
+def test_several_train_files_are_concatenated_and_errors_name_the_file(tokenizer, tmp_path):
+    from tfbert.config import load_config
+    from tfbert.tasks import get_task
+
+    train, dev = tmp_path / "train.conll", tmp_path / "dev.conll"
+    train.write_text("I\tO\nlove\tO\nParis\tB-LOC\n\nBob\tB-PER\nran\tO\n")
+    dev.write_text("Tokyo\tB-LOC\nrocks\tO\n")
+    task = get_task("token_classification")
+
+    def load(*overrides):
+        return task.load_data(load_config(None, ["task.type=token_classification", "data.format=conll",
+                                                 f"data.train_file=[{train}, {dev}]", *overrides]), tokenizer, seed=0)
+
+    data = load()
+    assert [s.words for s in data.extras["train"]["sentences"]] == [["I", "love", "Paris"], ["Bob", "ran"],
+                                                                    ["Tokyo", "rocks"]]
+    assert data.label_names == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    dev.write_text("Tokyo\tB-LOC\nrocks\tO\n\nIBM\tB-ORG\n")
+    with pytest.raises(DataError, match=r"dev.conll, line 4 \('IBM'\): unknown tag 'B-ORG'"):
+        load("data.labels=[O, B-LOC, I-LOC, B-PER, I-PER]")

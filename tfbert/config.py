@@ -36,7 +36,9 @@ class DataConfig:
     a subclass, its `Task.data_config_class`; ``data`` is an instance of that subclass.
     """
 
-    train_file: Optional[str] = None
+    #: One file, or a list of files of one format read in order and concatenated (Hugging Face's
+    #: ``data_files`` takes a list too): e.g. a task's train and dev files once the search is done.
+    train_file: Optional[Union[str, list[str]]] = None
     validation_file: Optional[str] = None
     test_file: Optional[str] = None
     format: Literal["auto", "csv", "tsv", "json", "jsonl", "conll", "squad"] = "auto"
@@ -62,6 +64,16 @@ class DataConfig:
     # Already-tokenized TFRecords written by tools/make_tfrecords.py (a directory or gs:// prefix):
     # used instead of tokenizing the train file (and any split they hold that has no file here).
     tfrecords: Optional[str] = None
+
+    def train_files(self) -> list[str]:
+        """``train_file`` as a list of paths (empty when unset)."""
+        if not self.train_file:
+            return []
+        return [self.train_file] if isinstance(self.train_file, str) else list(self.train_file)
+
+    def train_file_label(self) -> str:
+        """``train_file`` as messages and the model card name it: ``a.conll + b.conll``."""
+        return " + ".join(self.train_files())
 
 
 @dataclass

@@ -17,6 +17,9 @@ def require(condition: bool, key: str, message: str) -> None:
 def check_config(config) -> None:
     """Reject impossible values up front, naming the key."""
     d, o, t = config.data, config.optimizer, config.training
+    if isinstance(d.train_file, list):
+        require(bool(d.train_file), "data.train_file", "an empty list; give a file or a list of files")
+        require(len(set(d.train_file)) == len(d.train_file), "data.train_file", "lists a file twice")
     require(d.max_seq_length >= 8, "data.max_seq_length", f"must be >= 8, got {d.max_seq_length}")
     require(0.0 <= d.validation_split < 1.0, "data.validation_split", "must be in [0, 1)")
     require(0.0 <= d.test_split < 1.0, "data.test_split", "must be in [0, 1)")

@@ -76,6 +76,9 @@ def describe(annotations: list[Any]) -> str:
     for annotation in annotations:
         if typing.get_origin(annotation) is Literal:
             parts += [repr(a) for a in typing.get_args(annotation)]
+        elif typing.get_origin(annotation) is list:
+            inner = words.get(typing.get_args(annotation)[0], "value").split(" ", 1)[-1]
+            parts.append(f"a list of {inner}s")
         else:
             parts.append(words.get(annotation, str(annotation)))
     return " or ".join(parts)

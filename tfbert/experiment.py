@@ -245,7 +245,7 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
     if config.task.num_labels is not None and data.label_names and config.task.num_labels != num_labels:
         raise ConfigError(
             f"config key 'task.num_labels': {config.task.num_labels} disagrees with the "
-            f"{num_labels} labels found in {config.data.train_file} ({data.label_names})"
+            f"{num_labels} labels found in {config.data.train_file_label()} ({data.label_names})"
         )
     t = config.training
     dist = config.distribution

@@ -52,7 +52,7 @@ def base_model_id(name_or_path: str) -> Optional[str]:
 
 def dataset_id(config: ExperimentConfig) -> Optional[str]:
     """A name for the training data: its folder (``data/sms_spam/...`` -> ``sms_spam``)."""
-    source = config.data.train_file or config.data.tfrecords
+    source = (config.data.train_files() or [config.data.tfrecords])[0]
     if not source:
         return None
     folder = Path(str(source)).parent.name or Path(str(source)).stem
@@ -127,13 +127,14 @@ def render_model_card(config: ExperimentConfig, plan: Optional[BatchPlan], histo
     `plan` may be None (a card written from a saved model alone): the items derived from the batch
     plan are left out. `head_note` explains a head transformers has no class for.
     """
+    sources = config.data.train_files() or [str(config.data.tfrecords)]
     lines = [
         front_matter(config, evaluation, model_name, evaluated_on),
         f"# {model_name}",
         "",
         f"This model is a fine-tuned version of `{config.model.name_or_path}` for "
         f"{config.task.type.replace('_', ' ')} with labels {', '.join(f'`{n}`' for n in label_names)}, "
-        f"trained with tfbert on `{config.data.train_file}`.",
+        f"trained with tfbert on {' + '.join(f'`{source}`' for source in sources)}.",
         "",
     ]
     if head_note:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if split is None:
         raise DataError("no evaluation data: pass --file or train with a validation/test split")
     report = task.evaluate(loaded.model, data, split, config, loaded.tokenizer)
-    report["data"] = args.file or f"{split} split of {config.data.train_file}"
+    report["data"] = args.file or f"{split} split of {config.data.train_file_label()}"
     name = f"eval_{Path(args.file).stem}.json" if args.file else "eval_results.json"
     output = Path(args.output) if args.output else Path(args.model).resolve().parent / name
     write_json(output, report)

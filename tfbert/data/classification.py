@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import datasets
+import numpy as np
 
 from tfbert.config import DataConfig
 from tfbert.data.encoding import tokenize_split
@@ -41,14 +43,19 @@ def load_classification_data(
     rows: dict[str, tuple] = {}
     names = label_names or config.labels
     if config.train_file:
-        train = _read_split(config.train_file, config, with_labels=True)
+        # Each file is read and its labels mapped on its own, so that errors name the file and its row.
+        paths = config.train_files()
+        parts = [_read_split(path, config, with_labels=True) for path in paths]
+        train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        source = config.train_file_label()
         if names is None:
             names = infer_label_names(train[config.label_column])
             if len(names) < 2:
-                raise DataError(f"{config.train_file}: column {config.label_column!r} has only one label {names}")
-        ids = encode_labels(train[config.label_column], {n: i for i, n in enumerate(names)},
-                            config.train_file, config.label_column)
-        rows["train"] = (train, ids, config.train_file)
+                raise DataError(f"{source}: column {config.label_column!r} has only one label {names}")
+        train2id = {n: i for i, n in enumerate(names)}
+        ids = np.concatenate([encode_labels(part[config.label_column], train2id, path, config.label_column)
+                              for part, path in zip(parts, paths)])
+        rows["train"] = (train, ids, source)
     label2id = {n: i for i, n in enumerate(names or [])}
     for split, path in (("validation", config.validation_file), ("test", config.test_file)):
         if path:

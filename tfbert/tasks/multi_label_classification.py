@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
+import datasets
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -179,32 +181,38 @@ class MultiLabelClassification(Task):
 
     def load_data(self, config, tokenizer, seed, label_names=None, splits=None) -> TaskData:
         d = config.data
-        files = splits or {"train": d.train_file, "validation": d.validation_file, "test": d.test_file}
-        files = {s: p for s, p in files.items() if p}
+        files = splits or {"train": d.train_files(), "validation": d.validation_file, "test": d.test_file}
+        files = {s: [p] if isinstance(p, (str, Path)) else list(p) for s, p in files.items() if p}
         if not files:
             raise DataError("config key 'data.train_file': no data files configured")
         texts = [d.text_column] + ([d.text_pair_column] if d.text_pair_column else [])
-        tables, rows = {}, {}
-        for split, path in files.items():
-            table = read_table(path, d)
-            require_columns(table, texts + [d.label_column], path)
-            table = table.select_columns(texts + [d.label_column])
-            check_texts(table, texts, path)
-            parsed = []
-            for r, value in enumerate(table[d.label_column]):
-                try:
-                    parsed.append(parse_labels(value, d.label_delimiter))
-                except ValueError as exc:
-                    raise DataError(f"{path}, row {r + 1}: column {d.label_column!r}: {exc}") from None
-            tables[split], rows[split] = table, parsed
+        # Each file is read and checked on its own, so that errors name the file and its row.
+        parts: dict[str, list[tuple[str, object, list[list[str]]]]] = {}
+        for split, paths in files.items():
+            for path in paths:
+                table = read_table(path, d)
+                require_columns(table, texts + [d.label_column], path)
+                table = table.select_columns(texts + [d.label_column])
+                check_texts(table, texts, path)
+                parsed = []
+                for r, value in enumerate(table[d.label_column]):
+                    try:
+                        parsed.append(parse_labels(value, d.label_delimiter))
+                    except ValueError as exc:
+                        raise DataError(f"{path}, row {r + 1}: column {d.label_column!r}: {exc}") from None
+                parts.setdefault(split, []).append((str(path), table, parsed))
+        tables = {s: c[0][1] if len(c) == 1 else datasets.concatenate_datasets([t for _, t, _ in c])
+                  for s, c in parts.items()}
+        rows = {s: [r for _, _, parsed in c for r in parsed] for s, c in parts.items()}
         names = list(label_names or d.labels or [])
         if not names:
             if "train" not in rows:
                 raise DataError("labels unknown: set data.labels or data.train_file")
             names = sorted({label for row in rows["train"] for label in row})
         if len(names) < 2:
-            raise DataError(f"{files.get('train')}: multi-label classification needs at least two labels, got {names}")
-        targets = {s: multi_hot(rows[s], names, d.labels_are_ids, files[s], d.label_column) for s in rows}
+            raise DataError(f"{' + '.join(map(str, files.get('train', [])))}: multi-label classification needs at least two labels, got {names}")
+        targets = {s: np.concatenate([multi_hot(parsed, names, d.labels_are_ids, path, d.label_column)
+                                      for path, _, parsed in c]) for s, c in parts.items()}
         for split, fraction in (("test", d.test_split), ("validation", d.validation_split)):
             if fraction and split not in tables:
                 if "train" not in tables:

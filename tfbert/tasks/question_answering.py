@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -46,6 +47,8 @@ class QuestionAnsweringConfig(TaskConfig):
         require(self.n_best_size >= 1, "task.n_best_size", "must be >= 1")
         require(self.max_answer_length >= 1, "task.max_answer_length", "must be >= 1")
         require(0 < d.doc_stride, "data.doc_stride", "must be > 0")
+        require(not (d.train_articles and len(d.train_files()) > 1), "data.train_articles",
+                 "selects articles of one file; data.train_file lists several (select per file, or drop it)")
         require(0 < d.max_query_length and d.max_query_length + d.doc_stride + 3 < d.max_seq_length,
                  "data.max_query_length",
                  "max_query_length + doc_stride + 3 special tokens must be < data.max_seq_length "
@@ -84,7 +87,7 @@ class QuestionAnswering(Task):
             plan = {name: (path, None) for name, path in splits.items()}
         else:
             plan = {name: (path, articles) for name, path, articles in (
-                ("train", d.train_file, d.train_articles),
+                ("train", d.train_files(), d.train_articles),
                 ("validation", d.validation_file, d.validation_articles),
                 ("test", d.test_file, d.test_articles),
             ) if path}
@@ -92,10 +95,11 @@ class QuestionAnswering(Task):
             raise DataError("config key 'data.train_file': no data files configured")
         data = TaskData(label_names=[])
         cache: dict[str, list] = {}
-        for split, (path, articles) in plan.items():
+        for split, (paths, articles) in plan.items():
+            paths = [paths] if isinstance(paths, (str, Path)) else paths
             if d.format not in ("auto", "squad", "json"):
-                raise DataError(f"{path}: question answering reads SQuAD v1.1 JSON, not {d.format}")
-            examples = cache.setdefault(str(path), read_squad(path))
+                raise DataError(f"{paths[0]}: question answering reads SQuAD v1.1 JSON, not {d.format}")
+            examples = [e for path in paths for e in cache.setdefault(str(path), read_squad(path))]
             if articles:
                 examples = select_articles(examples, articles)
             features = prepare_qa_features(examples, tokenizer, d.max_seq_length, d.doc_stride, training=True,

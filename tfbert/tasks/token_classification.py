@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -54,34 +55,38 @@ class TokenClassification(Task):
 
     def load_data(self, config, tokenizer, seed, label_names=None, splits=None) -> TaskData:
         d = config.data
-        files = splits or {"train": d.train_file, "validation": d.validation_file, "test": d.test_file}
-        sentences = {}
-        for split, path in files.items():
-            if path:
-                sentences[split] = read_tagged(path, d.format, d.tokens_column, d.tags_column)
-                check_tags(sentences[split], path, d.tag_scheme)
+        files = splits or {"train": d.train_files(), "validation": d.validation_file, "test": d.test_file}
+        # Each file is read and checked on its own, so that errors name the file and its line.
+        parts: dict[str, list[tuple[str, list[TaggedSentence]]]] = {}
+        for split, paths in files.items():
+            for path in [paths] if isinstance(paths, (str, Path)) else paths or []:
+                sentences = read_tagged(path, d.format, d.tokens_column, d.tags_column)
+                check_tags(sentences, path, d.tag_scheme)
                 if d.tag_scheme == "iob2":
-                    repair_iob2_starts(sentences[split], path)
-        if not sentences:
+                    repair_iob2_starts(sentences, path)
+                parts.setdefault(split, []).append((str(path), sentences))
+        if not parts:
             raise DataError("config key 'data.train_file': no data files configured")
         names = label_names or d.labels
         if names is None:
-            if "train" not in sentences:
+            if "train" not in parts:
                 raise DataError("labels unknown: set data.labels or data.train_file")
-            names = _tag_order(infer_label_names(t for s in sentences["train"] for t in s.tags))
+            names = _tag_order(infer_label_names(t for _, items in parts["train"] for s in items for t in s.tags))
             # B-X implies I-X exists for continuation subwords and for prediction.
             names = _tag_order(sorted(set(names) | {"I-" + n[2:] for n in names if n != "O"}))
             if names == ["O"]:
-                raise DataError(f"{files['train']}: every tag is 'O'; token classification needs entity "
-                                "tags (B-/I-/E-/S-TYPE) to learn")
+                raise DataError(f"{' + '.join(p for p, _ in parts['train'])}: every tag is 'O'; token "
+                                "classification needs entity tags (B-/I-/E-/S-TYPE) to learn")
         label2id = {n: i for i, n in enumerate(names)}
         data = TaskData(label_names=list(names))
-        for split, items in sentences.items():
-            for sentence in items:
-                for offset, tag in enumerate(sentence.tags):
-                    if tag not in label2id:
-                        raise DataError(f"{files[split]}, {sentence.where(offset)} ({sentence.words[offset]!r}): "
-                                        f"unknown tag {tag!r}; expected one of {names}")
+        for split, chunks in parts.items():
+            for path, chunk in chunks:
+                for sentence in chunk:
+                    for offset, tag in enumerate(sentence.tags):
+                        if tag not in label2id:
+                            raise DataError(f"{path}, {sentence.where(offset)} ({sentence.words[offset]!r}): "
+                                            f"unknown tag {tag!r}; expected one of {names}")
+            items = [sentence for _, chunk in chunks for sentence in chunk]
             encoded, windows = encode_tagged(items, tokenizer, label2id, d.max_seq_length, d.label_all_subwords)
             data.splits[split] = encoded
             data.extras[split] = {"sentences": items, "windows": windows}
