@@ -224,3 +224,27 @@ def test_several_train_files_are_read_in_order_and_errors_name_the_file(tmp_path
     with pytest.raises(DataError, match=r"dev.tsv, row 2"):
         load_classification_data(DataConfig(train_file=[str(first), str(second)], has_header=False,
                                             column_names=["label", "text"]), tokenizer, seed=0)
+
+
+def test_train_files_whose_label_columns_read_differently_are_joined_as_text(tmp_path, tokenizer):
+    numbers, words = tmp_path / "numbers.tsv", tmp_path / "words.tsv"
+    numbers.write_text("label\ttext\n0\tfirst text\n1\tsecond text\n")
+    words.write_text("label\ttext\nspam\tthird text\n0\tfourth text\n")
+    data = load_classification_data(DataConfig(train_file=[str(numbers), str(words)]), tokenizer, seed=0)
+    assert data.label_names == ["0", "1", "spam"]
+    assert list(data.splits["train"].labels) == [0, 1, 2, 0]
+    listed = tmp_path / "listed.jsonl"
+    listed.write_text('{"label": 1, "text": ["not", "a", "string"]}\n')
+    with pytest.raises(DataError, match=r"listed.jsonl, row 1: .*column 'text'"):
+        load_classification_data(DataConfig(train_file=[str(numbers), str(listed)]), tokenizer, seed=0)
+
+
+def test_train_files_that_cannot_be_joined_are_named():
+    import datasets
+
+    from tfbert.data.readers import concatenate_tables
+
+    text = datasets.Dataset.from_dict({"text": ["a"], "labels": ["joy,love"]})
+    lists = datasets.Dataset.from_dict({"text": ["b"], "labels": [["joy", "love"]]})
+    with pytest.raises(DataError, match=r"data.train_file: the files' columns cannot be joined \(a.tsv: .*; b.jsonl: "):
+        concatenate_tables([text, lists], ["a.tsv", "b.jsonl"])

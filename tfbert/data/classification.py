@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-import datasets
 import numpy as np
 
 from tfbert.config import DataConfig
 from tfbert.data.encoding import tokenize_split
 from tfbert.data.labels import check_labels, encode_labels, infer_label_names
-from tfbert.data.readers import check_texts, read_table, require_columns
+from tfbert.data.readers import check_texts, concatenate_tables, read_table, require_columns
 from tfbert.data.splits import stratified_split
 from tfbert.data.task_data import TaskData
 from tfbert.errors import DataError
@@ -46,7 +45,7 @@ def load_classification_data(
         # Each file is read and its labels mapped on its own, so that errors name the file and its row.
         paths = config.train_files()
         parts = [_read_split(path, config, with_labels=True) for path in paths]
-        train = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        train = concatenate_tables(parts, paths)
         source = config.train_file_label()
         if names is None:
             names = infer_label_names(train[config.label_column])

@@ -248,3 +248,23 @@ def check_texts(dataset: datasets.Dataset, columns: list[str], path: str | Path)
                 )
             if not value.strip():
                 raise DataError(f"{path}, row {row}: empty text in column {column!r}")
+
+
+def concatenate_tables(parts: list[datasets.Dataset], paths: list[str]) -> datasets.Dataset:
+    """Several files of one split as one table, in order (``data.train_file`` as a list).
+
+    Their columns were already narrowed to the ones used; a column that one file reads as numbers
+    and another as text (labels ``0``/``1`` beside ``ham``/``spam``) is read as text in all of them,
+    so that Arrow can join them.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    for column in parts[0].column_names:
+        if len({str(part.features[column]) for part in parts}) > 1:
+            parts = [part.cast_column(column, datasets.Value("string"))
+                     if isinstance(part.features[column], datasets.Value) else part for part in parts]
+    try:
+        return datasets.concatenate_datasets(parts)
+    except ValueError:
+        kinds = "; ".join(f"{path}: {dict(part.features)}" for part, path in zip(parts, paths))
+        raise DataError(f"data.train_file: the files' columns cannot be joined ({kinds})") from None

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import datasets
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from tfbert.config import DataConfig, ExperimentConfig, TaskConfig
 from tfbert.data.encoding import tokenize_split
-from tfbert.data.readers import check_texts, read_table, require_columns
+from tfbert.data.readers import check_texts, concatenate_tables, read_table, require_columns
 from tfbert.errors import ConfigError, DataError
 from tfbert.evaluation.predict import predict_logits
 from tfbert.modeling.classifier import build_sequence_classifier
@@ -201,8 +200,7 @@ class MultiLabelClassification(Task):
                     except ValueError as exc:
                         raise DataError(f"{path}, row {r + 1}: column {d.label_column!r}: {exc}") from None
                 parts.setdefault(split, []).append((str(path), table, parsed))
-        tables = {s: c[0][1] if len(c) == 1 else datasets.concatenate_datasets([t for _, t, _ in c])
-                  for s, c in parts.items()}
+        tables = {s: concatenate_tables([t for _, t, _ in c], [p for p, _, _ in c]) for s, c in parts.items()}
         rows = {s: [r for _, _, parsed in c for r in parsed] for s, c in parts.items()}
         names = list(label_names or d.labels or [])
         if not names:
