@@ -28,6 +28,13 @@ class ModelConfig:
     classifier_dropout: float = 0.1
 
 
+def file_list(value: Union[str, Path, list, None]) -> list[str]:
+    """A data file setting (one path, a list of paths, or unset) as a list of paths."""
+    if not value:
+        return []
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+
+
 @dataclass
 class DataConfig:
     """Where the examples come from and how they are tokenized and batched.
@@ -67,9 +74,7 @@ class DataConfig:
 
     def train_files(self) -> list[str]:
         """``train_file`` as a list of paths (empty when unset)."""
-        if not self.train_file:
-            return []
-        return [self.train_file] if isinstance(self.train_file, str) else list(self.train_file)
+        return file_list(self.train_file)
 
     def train_file_label(self) -> str:
         """``train_file`` as messages and the model card name it: ``a.conll + b.conll``."""

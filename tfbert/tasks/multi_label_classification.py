@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from tfbert.config import DataConfig, ExperimentConfig, TaskConfig
+from tfbert.config import DataConfig, ExperimentConfig, TaskConfig, file_list
 from tfbert.data.encoding import tokenize_split
 from tfbert.data.readers import check_texts, concatenate_tables, read_table, require_columns
 from tfbert.errors import ConfigError, DataError
@@ -181,7 +180,7 @@ class MultiLabelClassification(Task):
     def load_data(self, config, tokenizer, seed, label_names=None, splits=None) -> TaskData:
         d = config.data
         files = splits or {"train": d.train_files(), "validation": d.validation_file, "test": d.test_file}
-        files = {s: [p] if isinstance(p, (str, Path)) else list(p) for s, p in files.items() if p}
+        files = {s: file_list(p) for s, p in files.items() if p}
         if not files:
             raise DataError("config key 'data.train_file': no data files configured")
         texts = [d.text_column] + ([d.text_pair_column] if d.text_pair_column else [])
@@ -208,7 +207,7 @@ class MultiLabelClassification(Task):
                 raise DataError("labels unknown: set data.labels or data.train_file")
             names = sorted({label for row in rows["train"] for label in row})
         if len(names) < 2:
-            raise DataError(f"{' + '.join(map(str, files.get('train', [])))}: multi-label classification needs at least two labels, got {names}")
+            raise DataError(f"{' + '.join(files.get('train', []))}: multi-label classification needs at least two labels, got {names}")
         targets = {s: np.concatenate([multi_hot(parsed, names, d.labels_are_ids, path, d.label_column)
                                       for path, _, parsed in c]) for s, c in parts.items()}
         for split, fraction in (("test", d.test_split), ("validation", d.validation_split)):

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import tf_keras
 
-from tfbert.config import DataConfig, ExperimentConfig, TaskConfig
+from tfbert.config import DataConfig, ExperimentConfig, TaskConfig, file_list
 from tfbert.config_checks import require
 from tfbert.data.encoding import EncodedSplit
 from tfbert.data.qa_features import prepare_qa_features
@@ -96,10 +95,13 @@ class QuestionAnswering(Task):
         data = TaskData(label_names=[])
         cache: dict[str, list] = {}
         for split, (paths, articles) in plan.items():
-            paths = [paths] if isinstance(paths, (str, Path)) else paths
+            paths = file_list(paths)
             if d.format not in ("auto", "squad", "json"):
                 raise DataError(f"{paths[0]}: question answering reads SQuAD v1.1 JSON, not {d.format}")
-            examples = [e for path in paths for e in cache.setdefault(str(path), read_squad(path))]
+            for path in paths:
+                if path not in cache:  # train and validation are often articles of one file: read it once
+                    cache[path] = read_squad(path)
+            examples = [e for path in paths for e in cache[path]]
             if articles:
                 examples = select_articles(examples, articles)
             features = prepare_qa_features(examples, tokenizer, d.max_seq_length, d.doc_stride, training=True,

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from tfbert.config import DataConfig
+from tfbert.config import DataConfig, file_list
 from tfbert.data.conll import TaggedSentence, check_tags, read_tagged, repair_iob2_starts
 from tfbert.data.labels import infer_label_names
 from tfbert.data.token_alignment import encode_tagged, word_predictions
@@ -59,7 +58,7 @@ class TokenClassification(Task):
         # Each file is read and checked on its own, so that errors name the file and its line.
         parts: dict[str, list[tuple[str, list[TaggedSentence]]]] = {}
         for split, paths in files.items():
-            for path in [paths] if isinstance(paths, (str, Path)) else paths or []:
+            for path in file_list(paths):
                 sentences = read_tagged(path, d.format, d.tokens_column, d.tags_column)
                 check_tags(sentences, path, d.tag_scheme)
                 if d.tag_scheme == "iob2":
