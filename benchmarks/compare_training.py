@@ -16,6 +16,8 @@ script under ``benchmarks/.venvs/``):
   (tfbert's venv); ``tfbert-packed`` (``data.padding: packed``), ``tfbert-bf16`` (bucket,
   ``precision.policy: mixed_bfloat16``), ``tfbert-packed-bf16`` and ``tfbert-max-length``
   (``data.padding: max_length``: tfbert's static-shape baseline for "packed vs max_length");
+  ``tfbert-transformers`` (defaults + ``model.backbone: transformers``: transformers' TF BERT
+  instead of tfbert's own encoder, the "before" of the encoder change, measured in the same run);
 - ``tf-seeds``: transformers' ``TFAutoModelForSequenceClassification``, tokenizer with
   ``padding="max_length"``, ``model.fit`` (tfbert's venv; weights via ``tfbert.pretrained.tf_weights_dir``);
 - ``torch-trainer`` / ``torch-trainer-grouped`` / ``torch-trainer-grouped-bf16``: transformers on
@@ -42,9 +44,12 @@ and on SMS spam: tokenizer only.
 Inference, all on the weights ``tfbert`` fine-tuned in its last run: tfbert's raw-string SavedModel
 (``tfbert.export_saved_model``); ONNX Runtime (the weights renamed to a PyTorch-format transformers
 directory in tfbert's venv, exported with ``torch.onnx.export`` in the torch venv, run with only
-``onnxruntime`` and the HF ``tokenizers`` imported); transformers' PyTorch
-``pipeline("text-classification")``: batch-1 latency (p50, p95), batch-64 throughput and accuracy
-on the same texts, tokenization included everywhere.
+``onnxruntime`` and the HF ``tokenizers`` imported); tfbert's own ONNX export (``tools/export.py
+--format onnx``: tf2onnx from the TF model, no torch; run exactly like the torch-exported one, in the
+same venv); tfbert's LiteRT export (``--format litert``, ``ai-edge-litert`` with XNNPACK and the HF
+``tokenizers``, nothing else imported); transformers' PyTorch ``pipeline("text-classification")``:
+batch-1 latency (p50, p95), batch-64 throughput and accuracy on the same texts, tokenization
+included everywhere.
 
 Runs are interleaved (A B C ... A B C ...). Results are written as a section of
 ``docs/benchmarks.md`` (replacing the previous one) and a bar chart ``docs/compare_training.png``.
@@ -76,7 +81,8 @@ CHART = ROOT / "docs" / "compare_training.png"
 BEGIN = "<!-- compare_training.py: begin (generated, replaced on each full run) -->"
 END = "<!-- compare_training.py: end -->"
 
-CONTENDERS = ["tfbert", "tfbert-packed", "tfbert-bf16", "tfbert-packed-bf16", "tfbert-max-length", "tf-seeds",
+CONTENDERS = ["tfbert", "tfbert-packed", "tfbert-bf16", "tfbert-packed-bf16", "tfbert-max-length",
+              "tfbert-transformers", "tf-seeds",
               "torch-trainer", "torch-trainer-grouped", "torch-trainer-grouped-bf16", "keras-hub"]
 #: Smoke mode's default: every tfbert code path (bucket, packed, mixed_bfloat16, max_length) in
 #: the fewest processes, since each one pays the imports and the tracing.
@@ -89,6 +95,7 @@ TFBERT_SETS = {
     "tfbert-bf16": ["precision.policy=mixed_bfloat16"],
     "tfbert-packed-bf16": ["data.padding=packed", "precision.policy=mixed_bfloat16"],
     "tfbert-max-length": ["data.padding=max_length"],
+    "tfbert-transformers": ["model.backbone=transformers"],
 }
 #: The Trainer configurations the speed target is measured against (the fastest of them).
 TRAINER_TARGETS = ("torch-trainer-grouped", "torch-trainer-grouped-bf16")
@@ -98,6 +105,7 @@ LABELS = {
     "tfbert-bf16": "tfbert bucket, mixed_bfloat16",
     "tfbert-packed-bf16": "tfbert packed, mixed_bfloat16",
     "tfbert-max-length": "tfbert padding=max_length, float32",
+    "tfbert-transformers": "tfbert defaults on transformers' TF BERT (model.backbone=transformers)",
     "tf-seeds": "seeds' recipe: TFAutoModel + padding=max_length + fit",
     "torch-trainer": "PyTorch Trainer (defaults)",
     "torch-trainer-grouped": "PyTorch Trainer (group_by_length=True)",
@@ -105,11 +113,14 @@ LABELS = {
     "keras-hub": "KerasHub BertTextClassifier",
 }
 INFER_LABELS = {"infer-tfbert": "tfbert raw-string SavedModel", "infer-onnx": "ONNX Runtime + HF fast tokenizer",
+                "infer-tfbert-onnx": "tfbert ONNX + ONNX Runtime + HF fast tokenizer",
+                "infer-litert": "tfbert LiteRT (XNNPACK) + HF fast tokenizer",
                 "infer-torch": "transformers PyTorch pipeline"}
 # Which venv each contender runs in.
 VENV_OF = {**{c: "tfbert" for c in TFBERT_SETS}, "tf-seeds": "tfbert", "torch-trainer": "torch",
            "torch-trainer-grouped": "torch", "torch-trainer-grouped-bf16": "torch", "keras-hub": "keras-hub",
            "infer-tfbert": "tfbert", "infer-torch": "torch", "onnx-export": "torch", "infer-onnx": "torch",
+           "deploy-export": "tfbert", "infer-tfbert-onnx": "torch", "infer-litert": "tfbert",
            "peak": "tfbert", "packing": "tfbert"}
 # Pinned per venv; torch first and alone so that nothing can pull a CUDA build (see README of the machine).
 VENV_PACKAGES = {
@@ -567,6 +578,7 @@ def worker_infer_onnx(spec: dict) -> dict:
     """ONNX Runtime (CPU provider, the benchmark's threads) with the HF fast tokenizer in Python.
 
     Only ``onnxruntime`` and ``tokenizers`` are imported, as a deployment would: no torch, no transformers.
+    ``spec["onnx_path"]`` is the model, ``spec["pt_dir"]`` holds its ``tokenizer.json``.
     """
     import numpy as np
     import onnxruntime as ort
@@ -590,6 +602,56 @@ def worker_infer_onnx(spec: dict) -> dict:
     texts, labels = _read_tsv(Path(spec["infer_tsv"]))
     result = _latency_throughput(call, texts, spec, labels)
     result["versions"] = {"onnxruntime": ort.__version__}
+    return result
+
+
+def worker_deploy_export(spec: dict) -> dict:
+    """tfbert's ONNX and LiteRT exports of the fine-tuned model (``tools/export.py --format onnx|litert``)."""
+    import tensorflow as tf
+    _tf_threads(tf, spec["threads"])
+    sys.path.insert(0, str(ROOT))
+    from tfbert.deploy.litert import export_litert
+    from tfbert.deploy.onnx import export_onnx
+    from tfbert.modeling.saving import load_pretrained
+
+    loaded = load_pretrained(spec["tfbert_model_dir"])
+    out = {}
+    for name, export in (("onnx", export_onnx), ("litert", export_litert)):
+        start = time.perf_counter()
+        try:
+            export(loaded.model, loaded.tokenizer, loaded.config, loaded.label_names, spec[f"deploy_{name}_dir"])
+            out[name] = {"export_s": time.perf_counter() - start}
+        except Exception as exc:  # noqa: BLE001 - a failed export skips its row; the other rows still run
+            out[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+    return out
+
+
+def worker_infer_litert(spec: dict) -> dict:
+    """LiteRT (``ai-edge-litert``'s interpreter, XNNPACK, the benchmark's threads) with the HF fast tokenizer.
+
+    Only ``ai_edge_litert`` and ``tokenizers`` are imported (no TensorFlow): what a deployment loads.
+    """
+    import ai_edge_litert
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    from tokenizers import Tokenizer
+
+    directory = Path(spec["deploy_litert_dir"])
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=spec["max_seq_length"])
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    interpreter = Interpreter(model_path=str(directory / "model.tflite"), num_threads=spec["threads"])
+    runner = interpreter.get_signature_runner()
+    names = interpreter.get_signature_list()["serving_default"]["inputs"]
+    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
+    def call(batch):
+        encodings = tokenizer.encode_batch(batch)
+        feed = {n: np.asarray([getattr(e, fields[n]) for e in encodings], dtype=np.int32) for n in names}
+        return runner(**feed)["logits"].argmax(-1)
+    texts, labels = _read_tsv(Path(spec["infer_tsv"]))
+    result = _latency_throughput(call, texts, spec, labels)
+    result["versions"] = {"ai-edge-litert": ai_edge_litert.__version__}
     return result
 
 
@@ -642,6 +704,9 @@ WORKERS = {
     "torch-trainer-grouped-bf16": lambda s: worker_torch_trainer(s, grouped=True, bf16=True),
     "keras-hub": worker_keras_hub, "infer-tfbert": worker_infer_tfbert, "infer-torch": worker_infer_torch,
     "onnx-export": worker_onnx_export, "infer-onnx": worker_infer_onnx,
+    "deploy-export": worker_deploy_export, "infer-litert": worker_infer_litert,
+    "infer-tfbert-onnx": lambda s: worker_infer_onnx(dict(s, onnx_path=str(Path(s["deploy_onnx_dir"]) / "model.onnx"),
+                                                            pt_dir=s["deploy_onnx_dir"])),
     "peak": worker_peak, "packing": worker_packing,
 }
 
@@ -791,7 +856,11 @@ def report(args, shape, peak, table, ratios, inference, skipped, versions, comma
                   "with raw strings, tokenization in the graph); ONNX Runtime (the same weights written as a "
                   "PyTorch-format transformers directory, exported with `torch.onnx.export(..., opset_version=17, "
                   "dynamo=False)`; the HF fast tokenizer (`tokenizers`) outside, CPU provider, "
-                  f"{args.threads} intra-op threads, graph optimisations on); transformers' PyTorch "
+                  f"{args.threads} intra-op threads, graph optimisations on); tfbert's own ONNX export "
+                  "(`tools/export.py --format onnx`: tf2onnx from the TF model with tfbert's rewrites, no torch; "
+                  "run exactly as the torch-exported file) and LiteRT export (`--format litert`, "
+                  f"`ai-edge-litert` with XNNPACK, {args.threads} threads, the HF fast tokenizer outside, no "
+                  "TensorFlow imported); transformers' PyTorch "
                   "`pipeline(\"text-classification\")` on the same weights. Tokenization included everywhere; "
                   f"{args.latency_texts} single texts for latency, {args.throughput_texts} texts in batches of 64 "
                   "for throughput and accuracy; medians over runs:", "",
@@ -871,6 +940,10 @@ def targets(med: dict, inference: dict, packing: dict | None = None) -> list[str
             ratio = real(packed) / real(bucket)
             out.append(f"(for the default) packed / bucket, {what}: {ratio:.2f}× real tokens/s, accuracy "
                        f"{med[packed]['accuracy']:.4f} vs {med[bucket]['accuracy']:.4f}")
+    if "tfbert" in med and "tfbert-transformers" in med:
+        out.append(f"(own encoder) tfbert defaults / the same on transformers' TF BERT: "
+                   f"{real('tfbert') / real('tfbert-transformers'):.2f}× real tokens/s, accuracy "
+                   f"{med['tfbert']['accuracy']:.4f} vs {med['tfbert-transformers']['accuracy']:.4f}")
     for f32, b16 in (("tfbert", "tfbert-bf16"), ("tfbert-packed", "tfbert-packed-bf16")):
         if f32 in med and b16 in med:
             out.append(f"(for `precision.policy: auto`) mixed_bfloat16 / float32, {LABELS[f32]}: "
@@ -883,12 +956,26 @@ def targets(med: dict, inference: dict, packing: dict | None = None) -> list[str
             a, b = own["throughput_ex_s"], serving["infer-onnx"]["throughput_ex_s"]
             out.append(f"raw-string SavedModel batch-64 throughput ≥ ONNX Runtime's: {a:,.1f} vs {b:,.1f} examples/s "
                        f"— {verdict(a >= b)}")
-        rivals = {n: m["latency_p50_ms"] for n, m in serving.items() if n != "infer-tfbert"}
+        # The raw-string target is against the other stacks, not tfbert's own ONNX and LiteRT exports.
+        rivals = {n: m["latency_p50_ms"] for n, m in serving.items() if n in ("infer-onnx", "infer-torch")}
         if rivals:
             fastest = min(rivals, key=rivals.get)
             a = own["latency_p50_ms"]
             out.append(f"raw-string SavedModel batch-1 p50 ≤ every other server's: {a:.2f} ms vs {rivals[fastest]:.2f} "
                        f"ms ({INFER_LABELS[fastest]}) — {verdict(a <= rivals[fastest])}")
+    if "infer-tfbert-onnx" in serving and "infer-onnx" in serving:
+        own, torch_onnx = serving["infer-tfbert-onnx"], serving["infer-onnx"]
+        a, b = own["latency_p50_ms"], torch_onnx["latency_p50_ms"]
+        out.append(f"tfbert ONNX batch-1 p50 ≤ the torch-exported ONNX's: {a:.2f} vs {b:.2f} ms — {verdict(a <= b)}")
+        a, b = own["throughput_ex_s"], torch_onnx["throughput_ex_s"]
+        out.append(f"tfbert ONNX batch-64 throughput ≥ the torch-exported ONNX's: {a:,.1f} vs {b:,.1f} examples/s — "
+                   f"{verdict(a >= b)}")
+    onnx_rows = {n: serving[n]["latency_p50_ms"] for n in ("infer-onnx", "infer-tfbert-onnx") if n in serving}
+    if "infer-litert" in serving and onnx_rows:
+        fastest = min(onnx_rows, key=onnx_rows.get)
+        a = serving["infer-litert"]["latency_p50_ms"]
+        out.append(f"LiteRT batch-1 p50 ≤ ONNX Runtime's (fastest: {INFER_LABELS[fastest]}): {a:.2f} vs "
+                   f"{onnx_rows[fastest]:.2f} ms — {verdict(a <= onnx_rows[fastest])}")
     return out
 
 
@@ -1067,7 +1154,9 @@ def run_inference(args, spec: dict, workdir: Path, export_dir: str, pt_dir: str,
                   versions: dict) -> dict[str, list]:
     """Interleaved inference runs of every server that can run; a failing one is reported, not fatal."""
     servers = ["infer-tfbert"]
-    spec = dict(spec, export_dir=export_dir, pt_dir=pt_dir, onnx_path=str(workdir / "model.onnx"))
+    spec = dict(spec, export_dir=export_dir, pt_dir=pt_dir, onnx_path=str(workdir / "model.onnx"),
+                tfbert_model_dir=str(workdir / "tfbert-model"), deploy_onnx_dir=str(workdir / "deploy-onnx"),
+                deploy_litert_dir=str(workdir / "deploy-litert"))
     if _python_for("torch") is None or not Path(pt_dir, "model.safetensors").exists():
         skipped["infer-onnx"] = skipped["infer-torch"] = "needs benchmarks/.venvs/torch and the converted weights"
     else:
@@ -1078,6 +1167,7 @@ def run_inference(args, spec: dict, workdir: Path, export_dir: str, pt_dir: str,
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             skipped["infer-onnx"] = str(exc).splitlines()[-1][:200]
             print(f"[fail] onnx-export: {exc}", flush=True)
+    servers += deploy_servers(args, spec, workdir, skipped)
     inference: dict[str, list] = {}
     for run in range(args.runs):
         for name in list(servers):
@@ -1091,12 +1181,38 @@ def run_inference(args, spec: dict, workdir: Path, export_dir: str, pt_dir: str,
                 continue
             res.pop("process_wall_s", None)
             if "versions" in res:
-                versions["onnxruntime"] = res.pop("versions")
+                versions.setdefault("inference", {}).update(res.pop("versions"))
             inference.setdefault(name, []).append(res)
             print(f"[infer {run + 1}/{args.runs}] {name}: p50 {res['latency_p50_ms']:.2f} ms, "
                   f"p95 {res['latency_p95_ms']:.2f} ms, {res['throughput_ex_s']:.1f} ex/s (batch 64), "
                   f"accuracy {res.get('accuracy', float('nan')):.4f}", flush=True)
     return inference
+
+
+def deploy_servers(args, spec: dict, workdir: Path, skipped: dict) -> list[str]:
+    """Export tfbert's ONNX and LiteRT models (from the model directory the tfbert contender saved) and
+    return the inference rows that can run; the others are reported as skipped with the reason."""
+    rows = {"onnx": "infer-tfbert-onnx", "litert": "infer-litert"}
+    if not Path(spec["tfbert_model_dir"]).is_dir():
+        for row in rows.values():
+            skipped[row] = "needs the fine-tuned model directory (written with benchmarks/.venvs/torch present)"
+        return []
+    try:
+        made = run_worker("deploy-export", spec, workdir, args.timeout)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        for row in rows.values():
+            skipped[row] = str(exc).splitlines()[-1][:200]
+        return []
+    servers = []
+    for fmt, row in rows.items():
+        if "error" in made[fmt]:
+            skipped[row] = made[fmt]["error"] + " (pip install -r requirements-export.txt)"
+        elif _python_for(VENV_OF[row]) is None:
+            skipped[row] = f"needs benchmarks/.venvs/{VENV_OF[row]}"
+        else:
+            servers.append(row)
+    return servers
+
 
 if __name__ == "__main__":
     sys.exit(main())

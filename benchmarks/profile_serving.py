@@ -55,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     from tfbert.config import load_config
     from tfbert.modeling.build import build_model
     from tfbert.pretrained import load_tokenizer
-    from tfbert.serving.classification import ClassifierServingModule
     from tfbert.serving.export import export_saved_model
     from tfbert.tasks import get_task
 
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_tokenizer = load_tokenizer(model_dir)
     input_names = [n for n in hf_tokenizer.model_input_names]
     model = build_model(config, get_task("sequence_classification"), 2, input_names, 1, 1, compile=False)
-    module = ClassifierServingModule(model, hf_tokenizer, ["neg", "pos"], config)
+    module = get_task(config.task.type).serving_module_class()(model, hf_tokenizer, ["neg", "pos"], config)
     graph_tokenizer = module.tokenizer
     string_spec = [tf.TensorSpec([None], tf.string)]
 

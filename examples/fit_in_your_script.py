@@ -5,11 +5,16 @@
 
 The model is a compiled Functional Keras model (gradient accumulation, clipping, the warmup +
 decay schedule and the precision policy already applied), so any Keras callback works with it.
+
+It writes to its own directory, ``runs/fit_in_your_script`` (``--set training.output_dir=...``
+to change it), never into the recipe's run: `tfbert.export_saved_model` refuses to replace a
+finished run's files (one ``error:`` line) unless given ``overwrite=True``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -18,13 +23,19 @@ import tf_keras  # noqa: E402  (transformers' TF models are Keras 2 models: use 
 import tfbert  # noqa: E402
 
 
+#: Where this example writes its model and SavedModel (relative to the working directory).
+OUTPUT_DIR = "runs/fit_in_your_script"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="configs/sms_spam_minilm.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
 
-    config = tfbert.load_config(args.config, ["training.num_train_epochs=1", *args.overrides])
+    # Its own output directory: the recipe's (runs/sms_spam_minilm) may hold the demo's finished run.
+    config = tfbert.load_config(args.config, ["training.num_train_epochs=1", f"training.output_dir={OUTPUT_DIR}",
+                                              *args.overrides])
     experiment = tfbert.build_experiment(config)  # tokenizer, tokenized splits, compiled model
     print(experiment.plan.describe())
 
@@ -47,4 +58,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except tfbert.TfbertError as exc:  # a config key, data row or output to fix: one line, exit code 2
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 from tests.conftest import ROOT
 
@@ -22,8 +21,8 @@ def test_without_a_gpu_it_stops_with_one_line(tmp_path):
     assert not out.exists()  # nothing half-written
 
 
-def test_table_marks_skipped_and_failed_configurations():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def test_table_marks_skipped_and_failed_configurations(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # undone after the test
     import accelerator_check as ac
 
     ran = {"precision": "mixed_float16", "padding": "packed", "xla": True, "replicas": 2, "examples_per_s": 1234.5,

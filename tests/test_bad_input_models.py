@@ -122,6 +122,8 @@ def test_tools_start_quietly_unless_verbose():
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('common', {str(ROOT / 'tfbert/cli/common.py')!r})\n"
         "common = importlib.util.module_from_spec(spec); spec.loader.exec_module(common)\n"
+        "assert 'tensorflow' not in sys.modules  # --help and config errors answer before TensorFlow loads\n"
+        "common.quiet_tensorflow()\n"
         "import tensorflow as tf\n"
         "tf.config.list_physical_devices(); print(float(tf.constant(1.0) + 1))\n"
     )

@@ -12,8 +12,8 @@ from tests.conftest import ROOT, SHARED_DATA
 SST2 = SHARED_DATA / "sst2" / "train.tsv"
 
 
-def test_flop_formula_and_ratios():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def test_flop_formula_and_ratios(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # undone after the test
     import compare_training as ct
 
     shape = {"d_model": 4, "n_layers": 2, "d_ff": 8, "params_matmul": 2 * (4 * 16 + 2 * 4 * 8)}
@@ -35,8 +35,8 @@ def test_flop_formula_and_ratios():
     assert summary["sum_sq_real"] == 4 + 4 + 16 + 1
 
 
-def test_packed_batches_count_examples_and_rows():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def test_packed_batches_count_examples_and_rows(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # undone after the test
     import compare_training as ct
 
     # Two packed rows of width 8: examples of 3 and 4 tokens, then one of 5 (the rest padding).
@@ -52,8 +52,8 @@ def test_packed_batches_count_examples_and_rows():
     assert summary["sum_sq_real"] == 9 + 16 + 25 and summary["sum_sq_padded"] == 2 * 64
 
 
-def test_targets_pick_tfbert_best_mode_and_fastest_trainer():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def test_targets_pick_tfbert_best_mode_and_fastest_trainer(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # undone after the test
     import compare_training as ct
 
     def m(real, acc=0.86, rss=1500.0, mfu=0.4):
@@ -76,6 +76,7 @@ def test_targets_pick_tfbert_best_mode_and_fastest_trainer():
     assert "3.00 ms vs 2.40 ms (ONNX Runtime + HF fast tokenizer) — **missed**" in text
 
 
+@pytest.mark.slow  # the bundled MiniLM in every contender (minutes on 2 cores); --run-slow
 @pytest.mark.skipif(not SST2.is_file(), reason=f"{SST2} absent")
 def test_smoke_mode_runs_installed_contenders():
     proc = subprocess.run(
@@ -100,3 +101,106 @@ def test_smoke_mode_runs_installed_contenders():
     assert "MFU" in out and "Targets:" in out and "bfloat16" in out.split("Matmul peaks")[1].splitlines()[0]
     for name in ("SST-2 `train.tsv`", "SMS spam"):
         assert re.search(rf"packing efficiency ≥ 95% real tokens on {re.escape(name)}.*: \d+\.\d% — \*\*(met|missed)", out)
+
+
+def test_profile_buckets_of_known_ops(monkeypatch):
+    """Ops both frameworks really run (names from their traces) land in the buckets the profile table promises."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # undone after the test
+    import profile_compare as pc
+
+    tf_ops = {  # (node name, op type) -> bucket; tfbert's encoder, then transformers' TF BERT
+        ("sequence_classifier/bert/layer_0/qkv/BiasAdd", "_MklNativeFusedMatMul"): "dense matmuls",
+        ("gradient_tape/sequence_classifier/bert/layer_0/qkv/BiasAdd/BiasAddGrad", "BiasAddGrad"): "element-wise",
+        ("sequence_classifier/bert/layer_0/add", "_MklFusedBatchMatMulV2"): "attention",
+        ("gradient_tape/sequence_classifier/bert/layer_0/Sum", "Sum"): "attention",  # the softmax gradient
+        ("sequence_classifier/bert/layer_0/add_1", "AddV2"): "element-wise",  # a residual
+        ("sequence_classifier/bert/sub", "Sub"): "attention",  # the mask
+        ("sequence_classifier/bert/layer_0/attention_dropout/dropout/random_uniform/RandomUniform",
+         "RandomUniform"): "dropout",
+        ("gradient_tape/sequence_classifier/bert/layer_0/attention_layer_norm/FusedBatchNormGradV3",
+         "_MklNativeFusedBatchNormGradV3"): "LayerNorm",
+        ("sequence_classifier/bert/embeddings/Gather", "ResourceGather"): "embeddings",
+        ("AdamW/UnsortedSegmentSum", "UnsortedSegmentSum"): "embeddings",
+        ("AdamW/ResourceApplyAdam", "ResourceApplyAdam"): "optimizer",
+        ("AdamW/global_norm/L2Loss", "L2Loss"): "optimizer",
+        ("sequence_classifier/bert/layer_0/intermediate/Gelu/Erfc", "Erfc"): "element-wise",
+        ("AddN_3", "AddN"): "element-wise",
+        ("sparse_categorical_crossentropy/weighted_loss/Sum", "Sum"): "other ops",
+        ("count_nonzero/NotEqual", "NotEqual"): "other ops",
+        ("sequence_classifier/tf_bert_model/bert/encoder/layer_._0/attention/self/query/Tensordot/MatMul",
+         "_MklMatMul"): "dense matmuls",
+        ("sequence_classifier/tf_bert_model/bert/encoder/layer_._0/attention/self/transpose", "_MklTranspose"):
+            "attention",
+        ("sequence_classifier/tf_bert_model/bert/encoder/layer_._0/output/LayerNorm/batchnorm/Rsqrt", "Rsqrt"):
+            "LayerNorm",
+        ("sequence_classifier/tf_bert_model/bert/encoder/layer_._0/output/add", "AddV2"): "element-wise",
+    }
+    for (name, op_type), bucket in tf_ops.items():
+        assert pc.tf_bucket(name, op_type) == bucket, (name, op_type)
+
+    torch_ops = {  # context chain, innermost first -> bucket
+        ("aten::mm", "AddmmBackward0", "aten::addmm", "aten::linear"): "dense matmuls",
+        ("aten::sum", "autograd::engine::evaluate_function: AddmmBackward0"): "element-wise",  # bias gradient
+        ("aten::mul", "MulBackward0", "aten::dropout", "module: BertSelfOutput"): "dropout",
+        ("aten::bmm", "aten::matmul", "aten::_scaled_dot_product_attention_math",
+         "aten::scaled_dot_product_attention"): "attention",
+        ("aten::copy_", "aten::clone", "aten::reshape", "ViewBackward0", "aten::view",
+         "module: BertSelfAttention", "module: BertAttention", "module: backbone"): "attention",
+        ("aten::add", "module: BertSelfOutput", "module: BertAttention", "module: backbone"): "element-wise",
+        ("aten::add", "module: BertEmbeddings", "module: backbone"): "embeddings",
+        ("aten::fill_", "aten::zero_", "aten::zeros", "aten::embedding_dense_backward"): "embeddings",
+        ("aten::native_layer_norm_backward", "NativeLayerNormBackward0", "aten::layer_norm"): "LayerNorm",
+        ("aten::_fused_adamw_", "Optimizer.step#AdamW.step"): "optimizer",
+        ("aten::linalg_vector_norm", "aten::_foreach_norm", "clip_grad_norm_"): "optimizer",
+        ("aten::gelu_backward", "GeluBackward0", "aten::gelu"): "element-wise",
+        ("aten::nll_loss_backward", "NllLossBackward0", "aten::nll_loss_nd"): "other ops",
+    }
+    for chain, bucket in torch_ops.items():
+        assert pc.torch_bucket(list(chain)) == bucket, chain
+
+    # Thread A: an op of 10 ms with one of 2 ms nested in it; thread B: 10 ms overlapping A's last 5.
+    events = [("A", 0.0, 10.0, "a", "attention"), ("A", 2.0, 4.0, "b", "dropout"), ("B", 5.0, 15.0, "c", "optimizer")]
+    self_ms, share_ms, busy = pc.attribute(events)
+    assert self_ms == [8.0, 2.0, 10.0] and busy == 15.0
+    assert share_ms == [5.5, 2.0, 7.5] and sum(share_ms) == busy
+
+
+@pytest.mark.skipif(not SST2.is_file(), reason=f"{SST2} absent")
+def test_profile_compare_smoke(tiny_model_dir, monkeypatch):
+    """The tfbert-vs-PyTorch profile's smoke mode: every bucket in the table, buckets adding up to the op total.
+
+    The torch side runs too where benchmarks/.venvs/torch exists (not in CI).
+    """
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # undone after the test
+    import compare_training as ct
+    import profile_compare as pc
+
+    contenders = ["tfbert-after"] + (["torch"] if ct._python_for("torch") else [])
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_compare.py"), "--smoke", "--model", str(tiny_model_dir),
+         "--data", str(SST2), "--widths", "8", "16", "--contenders", *contenders],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("| ms per step |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][1:]
+    assert columns == [f"{w}: {pc.LABELS[c]}" for w in ("8", "16") for c in contenders]
+    rows = {}
+    for line in lines[lines.index(header) + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    assert set(pc.BUCKETS) <= set(rows)
+    for i, column in enumerate(columns):
+        buckets = [float(rows[b][i].replace(",", "")) for b in pc.BUCKETS]
+        total = float(rows["total op time (≥ 1 op running)"][i].replace(",", ""))
+        # Each cell is rounded to 0.1 ms: the sum may be off by up to 0.05 per bucket and the total.
+        assert sum(buckets) == pytest.approx(total, abs=0.05 * (len(buckets) + 1)), column
+        assert total > 0 and float(rows["dense matmuls"][i].replace(",", "")) > 0, column
+        wall = float(rows["wall, profiled"][i].replace(",", ""))
+        overhead = float(rows["overhead (wall − op time)"][i].replace(",", ""))
+        assert total + overhead == pytest.approx(wall, abs=0.15), column
+        assert float(rows["ops per step (TF kernels / torch leaf aten ops)"][i].replace(",", "")) > 100, column
+    assert "Command: `" in proc.stdout and "CPU: " in proc.stdout

@@ -145,3 +145,29 @@ def test_tools_script_exit_code_in_a_real_process(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'none.yaml'}: config file not found"
     assert "Traceback" not in result.stderr
+
+
+def test_help_and_config_errors_never_import_tensorflow(tmp_path):
+    """Every tool's --help, and train's config errors, answer before TensorFlow, tf_keras or transformers load."""
+    code = (
+        "import runpy, sys\n"
+        "tool, args = sys.argv[1], sys.argv[2:]\n"
+        "sys.argv = [tool, *args]\n"
+        "try:\n"
+        "    runpy.run_path(tool, run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    status = exc.code\n"
+        "print(status, sorted(m for m in ('tensorflow', 'tf_keras', 'transformers') if m in sys.modules))\n"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: 3\n")
+    runs = [(tool, ["--help"], "0") for tool in
+            ("train", "evaluate", "export", "predict", "search", "make_tfrecords", "report")]
+    runs += [("train", ["--config", str(bad)], "2"), ("train", ["--set", "optimizer.learning_rate=-1"], "2")]
+    for tool, args, status in runs:
+        result = subprocess.run([sys.executable, "-c", code, str(ROOT / "tools" / f"{tool}.py"), *args],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert result.stdout.strip().splitlines()[-1] == f"{status} []", (tool, args, result.stdout[-500:],
+                                                                           result.stderr[-2000:])
+        if status == "2":
+            assert result.stderr.strip().splitlines()[-1].startswith("error: "), result.stderr

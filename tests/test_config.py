@@ -88,7 +88,13 @@ def test_round_trip_through_dict():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path):
-    load_config(path)
+    from tfbert.tasks.registry import task_types
+
+    config = load_config(path)
+    # Each recipe trains into a directory of its own name: two recipes never share (or refuse) a run.
+    assert config.training.output_dir == f"runs/{path.stem}"
+    assert config.task.type in task_types()
+    assert config_from_dict(config.to_dict()) == config  # what config.yaml saves loads back the same
 
 
 def test_task_keys_live_in_the_tasks_config_and_old_keys_still_load():
@@ -124,3 +130,59 @@ def test_train_file_takes_one_file_or_a_list():
     assert load_config(None, ["data.train_file=a.tsv"]).data.train_files() == ["a.tsv"]
     config = load_config(None, ["data.train_file=[a.tsv, b.tsv]"])
     assert config.data.train_files() == ["a.tsv", "b.tsv"] and config.data.train_file_label() == "a.tsv + b.tsv"
+
+
+def test_model_backbone_key_defaults_to_auto_and_is_checked():
+    assert load_config(None).model.backbone == "auto"
+    for value in ("tfbert", "transformers"):
+        assert load_config(None, [f"model.backbone={value}"]).model.backbone == value
+    with pytest.raises(ConfigError, match=r"'model.backbone': 'keras' is not allowed; expected one of 'auto', "
+                                          r"'tfbert', 'transformers'"):
+        load_config(None, ["model.backbone=keras"])
+
+
+def test_apply_values_sets_dotted_keys_with_the_configs_checks():
+    from tfbert.config import apply_values, validate
+
+    config = load_config(None)
+    # task.type first, wherever it is: QA's keys exist once the type is known.
+    apply_values(config, {"data.doc_stride": 16, "task.type": "question_answering", "data.max_seq_length": 64,
+                          "data.max_query_length": 16, "optimizer.learning_rate": "3e-5"})
+    validate(config)
+    assert (config.task.type, config.data.doc_stride, config.optimizer.learning_rate) == ("question_answering", 16, 3e-5)
+    with pytest.raises(ConfigError, match=r"unknown config key 'optimizer.lerning_rate'.*did you mean 'learning_rate'"):
+        apply_values(config, {"optimizer.lerning_rate": 1e-4})
+    with pytest.raises(ConfigError, match=r"'training.seed': expected an integer, got 'x'"):
+        apply_values(config, {"training.seed": "x"})
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_a_split_comes_from_its_file_or_a_fraction_not_both(split):
+    with pytest.raises(ConfigError, match=rf"'data.{split}_split': data.{split}_file is set too"):
+        load_config(None, [f"data.{split}_file=x.tsv", f"data.{split}_split=0.1"])
+
+
+def test_load_config_imports_no_model_code():
+    """Every shipped recipe loads (and a config error is raised) without TensorFlow, tf_keras or transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tfbert.config import load_config\n"
+        "from tfbert.errors import ConfigError\n"
+        "for path in sys.argv[1:]:\n"
+        "    load_config(path)\n"
+        "try:\n"
+        "    load_config(None, ['task.type=token_classification', 'training.epochs=3'])\n"
+        "except ConfigError:\n"
+        "    pass\n"
+        "else:\n"
+        "    sys.exit('no ConfigError')\n"
+        "print(sorted(m for m in ('tensorflow', 'tf_keras', 'transformers') if m in sys.modules))\n"
+    )
+    recipes = [str(p) for p in sorted((ROOT / "configs").glob("*.yaml"))]
+    result = subprocess.run([sys.executable, "-c", code, *recipes], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout

@@ -281,7 +281,7 @@ def test_ipu_pipelining_assigns_embeddings_encoder_layers_and_head(stand_in_ipu,
     assert {id(v) for v in pipelined.trainable_variables} == {id(v) for v in standard.trainable_variables}
 
     stages = dict(next(c[1] for c in stand_in_ipu if c[0] == "set_pipeline_stage_assignment"))
-    assert stages["embeddings"] == 0 and stages["layer_._0"] == 0 and stages["layer_._1"] == 1
+    assert stages["embeddings"] == 0 and stages["layer_0"] == 0 and stages["layer_1"] == 1
     assert stages["classifier_dropout"] == stages["classifier"] == 1
     ordered = [s for _, s in next(c[1] for c in stand_in_ipu if c[0] == "set_pipeline_stage_assignment")]
     assert ordered == sorted(ordered)  # stages never go backwards along the graph
@@ -289,3 +289,18 @@ def test_ipu_pipelining_assigns_embeddings_encoder_layers_and_head(stand_in_ipu,
     assert options == {"gradient_accumulation_steps_per_replica": 4, "device_mapping": [0, 1],
                        "pipeline_schedule": _Schedule.Interleaved, "gradient_accumulation_reduction_method": "mean"}
     assert experiment.plan.steps_per_execution == 4 and experiment.plan.batches_per_epoch == 12
+
+
+def test_ipu_pipelining_refuses_a_task_without_a_pooled_head(stand_in_ipu, tiny_config, tmp_path):
+    """NER has layers named like the classifier's, but no pooled vector to unroll: one line, before building."""
+    from tfbert.experiment import build_experiment
+
+    conll = tmp_path / "ner.conll"
+    conll.write_text("Alice\tB-PER\nlives\tO\nin\tO\nParis\tB-LOC\n\nBob\tB-PER\nsmiles\tO\n\n", encoding="utf-8")
+    config = tiny_config("task.type=token_classification", f"data.train_file={conll}", "data.format=conll",
+                         "data.validation_split=0", "data.padding=max_length", "training.metric_for_best_model=loss",
+                         "distribution.ipus_per_replica=2", "distribution.pipeline_splits=[1]",
+                         "training.gradient_accumulation_steps=4", "data.column_names=null", "data.has_header=true")
+    strategy = distribute.choose_strategy("ipu", config.distribution, log=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"task.type token_classification cannot be pipelined"):
+        build_experiment(config, strategy)

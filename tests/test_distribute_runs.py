@@ -56,7 +56,8 @@ def single_device(recipe) -> dict[str, list[float]]:
 
 def _env(**extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    # Losses are compared across runs and workers: deterministic kernels (runs seed themselves).
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1", **extra)
     return env
 
 

@@ -30,9 +30,13 @@ import transformers
 from transformers import pipeline as hf_pipeline
 transformers.logging.set_verbosity_error()
 
+# transformers 4.55-4.57's TF classes cannot read PyTorch-format safetensors (huggingface/transformers#40028)
+# and pick model.safetensors before tf_model.h5: TF users of these releases pass use_safetensors=False.
+TF = {"use_safetensors": False}
+
 def pipeline(*args, **kwargs):
     # transformers 4.57 without torch: the default dtype="auto" reaches `hasattr(torch, ...)` (NameError).
-    return hf_pipeline(*args, dtype=None, **kwargs)
+    return hf_pipeline(*args, dtype=None, model_kwargs=TF, **kwargs)
 
 jobs, out = json.loads(sys.argv[1]), {}
 for job in jobs:
@@ -42,7 +46,7 @@ for job in jobs:
         ours = serve(text=tf.constant(job["texts"]))
         result["ours"] = {"probabilities": ours["probabilities"].numpy().tolist(),
                           "labels": [b.decode() for b in ours["label"].numpy()]}
-        model = transformers.TFAutoModelForSequenceClassification.from_pretrained(job["model"])
+        model = transformers.TFAutoModelForSequenceClassification.from_pretrained(job["model"], **TF)
         tok = transformers.AutoTokenizer.from_pretrained(job["model"])
         logits = model(dict(tok(job["texts"], padding=True, return_tensors="tf"))).logits
         result["auto"] = {"probabilities": tf.nn.softmax(logits).numpy().tolist(),
@@ -55,7 +59,7 @@ for job in jobs:
         result["ours"] = [[[t.decode(), int(s), int(e)] for t, s, e in zip(
             ours["entity_type"].numpy()[i][:n[i]], ours["entity_start"].numpy()[i][:n[i]],
             ours["entity_end"].numpy()[i][:n[i]])] for i in range(len(job["texts"]))]
-        model = transformers.TFAutoModelForTokenClassification.from_pretrained(job["model"])
+        model = transformers.TFAutoModelForTokenClassification.from_pretrained(job["model"], **TF)
         pipe = pipeline("token-classification", model=model, tokenizer=job["model"], framework="tf",
                         aggregation_strategy="first")
         result["pipeline"] = [[[e["entity_group"], int(e["start"]), int(e["end"])] for e in row]
@@ -243,7 +247,8 @@ def test_old_format_loads_and_migrates_with_one_command(tiny_config, tmp_path, p
     from tfbert.experiment import build_experiment
     from tfbert.modeling.saving import HEAD_FILE, load_pretrained
 
-    experiment = build_experiment(tiny_config(f"model.pooling={pooling}"))
+    # Format 1 was written on transformers' backbone.
+    experiment = build_experiment(tiny_config(f"model.pooling={pooling}", "model.backbone=transformers"))
     old = tmp_path / "old"
     _old_format_save(old, experiment.model, experiment.tokenizer, experiment.config, experiment.label_names)
     batch = {k: v.astype(np.int32) for k, v in
@@ -256,14 +261,14 @@ def test_old_format_loads_and_migrates_with_one_command(tiny_config, tmp_path, p
     np.testing.assert_allclose(load_pretrained(new).model(batch, training=False).numpy(), expected, atol=1e-6)
     tf_batch = {k: v for k, v in batch.items()}
     if pooling == "pooler":
-        hf = TFAutoModelForSequenceClassification.from_pretrained(str(new))
+        hf = TFAutoModelForSequenceClassification.from_pretrained(str(new), use_safetensors=False)
         np.testing.assert_allclose(hf(tf_batch).logits.numpy(), expected, atol=1e-5)
     else:  # no transformers class: a standard backbone plus the head's weights, and a note saying so
         from safetensors.numpy import load_file
 
         assert json.loads((new / "config.json").read_text())["architectures"] == ["BertModel"]
         head = load_file(str(new / HEAD_FILE))
-        hidden = TFAutoModel.from_pretrained(str(new))(tf_batch).last_hidden_state.numpy()[:, 0]
+        hidden = TFAutoModel.from_pretrained(str(new), use_safetensors=False)(tf_batch).last_hidden_state.numpy()[:, 0]
         np.testing.assert_allclose(hidden @ head["classifier.kernel"] + head["classifier.bias"], expected, atol=1e-5)
         assert "has no transformers class" in (new / "README.md").read_text()
 

@@ -1,4 +1,10 @@
-"""The package's shape: no import cycle (direct or inside functions), every module imports alone."""
+"""The package's shape: no import cycle (direct or inside functions), every module imports alone, the
+config layer imports no model code, and task types are named only inside ``tfbert/tasks/``.
+
+The TF-free core, bottom up: ``tfbert.errors``; ``tfbert.tasks.registry`` (the task specs);
+``tfbert.config`` (schema, values, checks, loading); each ``tfbert/tasks/<type>/config.py``. These
+import only each other, so `load_config` never loads TensorFlow; everything else may import them.
+"""
 from __future__ import annotations
 
 import ast
@@ -26,6 +32,7 @@ def import_graph() -> dict[str, set[str]]:
     ``from a.b import c`` points at ``a.b.c`` when that is a module, else at ``a.b``. Importing a
     submodule also runs its packages' ``__init__``; those implicit edges are left out, as
     import-linter does, since a package's ``__init__`` importing its own submodules is not a cycle.
+    Imports under ``if TYPE_CHECKING:`` never run, so they are left out too.
     """
     modules = _modules()
 
@@ -37,7 +44,13 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for module, path in modules.items():
         package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                     and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+                     for stmt in block.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -106,3 +119,70 @@ def test_every_module_imports_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def _tf_free(module: str) -> bool:
+    """The modules of the TF-free core (the module docstring's bottom layers)."""
+    return (module in ("tfbert.errors", "tfbert.tasks", "tfbert.tasks.registry")
+            or module == "tfbert.config" or module.startswith("tfbert.config.")
+            or (module.startswith("tfbert.tasks.") and module.endswith(".config")))
+
+
+def test_the_config_layer_imports_only_tf_free_modules():
+    graph = import_graph()
+    core = [m for m in graph if _tf_free(m)]
+    assert "tfbert.config.loading" in core and "tfbert.tasks.question_answering.config" in core
+    leaks = {m: sorted(t for t in graph[m] if not _tf_free(t)) for m in core}
+    assert not {m: t for m, t in leaks.items() if t}, leaks
+
+
+def test_resolving_a_task_imports_only_its_own_module():
+    code = ("import sys\n"
+            "from tfbert.tasks import get_task_class, task_types\n"
+            "types = task_types()\n"
+            "assert 'tensorflow' not in sys.modules, 'discovering the task configs imported TensorFlow'\n"
+            "get_task_class('token_classification')\n"
+            "print(sorted(m for m in sys.modules if m.startswith('tfbert.tasks.') and m.endswith('.task')))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "['tfbert.tasks.token_classification.task']"
+
+
+def _task_types() -> list[str]:
+    from tfbert.tasks.registry import task_types
+
+    return task_types()
+
+
+def _string_literals(tree: ast.AST):
+    """(line, text) of every string literal that is not a docstring."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
+def test_task_types_are_named_only_in_the_tasks_package():
+    """A quoted task type (``"question_answering"``) outside ``tfbert/tasks/`` is task knowledge in the
+    wrong place: the task (its spec, its Task class or its serving module) should say it instead."""
+    types = _task_types()
+    assert {"sequence_classification", "question_answering"} <= set(types)
+    tasks = PACKAGE / "tasks"
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if tasks in path.parents:
+            continue
+        for line, text in _string_literals(ast.parse(path.read_text(encoding="utf-8"))):
+            if text.strip() in types:
+                found.append(f"{path.relative_to(ROOT)}:{line}: {text!r}")
+    assert not found, "task types named outside tfbert/tasks/:\n" + "\n".join(found)
+
+
+def test_the_task_type_check_sees_a_quoted_type():
+    tree = ast.parse('"""Docs may say "question_answering"."""\nx = get_task("question_answering")\n')
+    assert [line for line, text in _string_literals(tree) if text in _task_types()] == [2]

@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from tfbert.errors import ConfigError, ModelError
 from tfbert.modeling.classifier import build_sequence_classifier
-from tfbert.modeling.freezing import apply_freezing, encoder_layers
-from tfbert.pretrained import load_backbone, resolve_model_dir, tf_weights_dir
+from tfbert.modeling.backbone import encoder_blocks, is_own_encoder, load_backbone
+from tfbert.modeling.freezing import apply_freezing
+from tfbert.pretrained import resolve_model_dir, tf_weights_dir
 from tfbert.training.precision import set_precision
 
 INPUTS = ["input_ids", "token_type_ids", "attention_mask"]
@@ -24,9 +25,15 @@ def batch(n=3, length=7):
     return {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask}
 
 
-@pytest.fixture
-def backbone(tiny_model_dir):
-    return load_backbone(str(tiny_model_dir))
+@pytest.fixture(params=["tfbert", "transformers"])
+def backbone(request, tiny_model_dir):
+    """The tiny BERT on both paths: tfbert's own encoder and transformers' TFBertModel."""
+    return load_backbone(str(tiny_model_dir), request.param)
+
+
+def _block(name: str, index: int) -> str:
+    """How a block's variables are scoped on either path (``layer_0/`` or ``layer_._0/``)."""
+    return f"/layer_{index}/" if "/layer_._" not in name else f"/layer_._{index}/"
 
 
 @pytest.mark.parametrize("pooling", ["cls", "pooler", "mean"])
@@ -60,46 +67,54 @@ def test_freezing_modes(backbone):
     apply_freezing(backbone, "bottom", 1)
     names = _trainable_names(model)
     assert not any("embeddings" in n for n in names)
-    assert not any("layer_._0/" in n for n in names)
-    assert any("layer_._1/" in n for n in names)
+    assert not any(_block(n, 0) in n for n in names)
+    assert any(_block(n, 1) in n for n in names)
     assert not any("pooler" in n for n in names)  # unused by the [CLS] head
 
     apply_freezing(backbone, "none")
     assert len(model.trainable_variables) == total - 2 + 2  # all but the pooler, plus the head
     with pytest.raises(ConfigError, match="freeze_layers.*exceeds the model's 2 encoder layers"):
         apply_freezing(backbone, "bottom", 3)
-    assert len(encoder_layers(backbone)) == 2
+    assert len(encoder_blocks(backbone)) == 2
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_keeps_logits_float32(tiny_model_dir, policy):
+@pytest.mark.parametrize("path", ["tfbert", "transformers"])
+def test_mixed_precision_keeps_logits_float32(tiny_model_dir, policy, path):
     set_precision(policy)
     try:
-        backbone = load_backbone(str(tiny_model_dir))
+        backbone = load_backbone(str(tiny_model_dir), path)
         model = build_sequence_classifier(backbone, 2, INPUTS)
         dense = model.get_layer("classifier")
         assert dense.dtype_policy.name == "float32"
-        assert backbone.bert.encoder.layer[0].dtype_policy.name == policy
+        assert encoder_blocks(backbone)[0].dtype_policy.name == policy
+        assert all(w.dtype == tf.float32 for w in backbone.weights)  # variables stay float32
         logits = model(batch(), training=False)
         assert logits.dtype == tf.float32 and np.isfinite(logits.numpy()).all()
     finally:
         set_precision("float32")
 
 
-def test_bundled_model_resolves_and_converts_without_torch(bundled_dir):
+def test_bundled_model_resolves_and_loads_without_torch(bundled_dir):
+    """The own encoder reads the PyTorch-format safetensors directly; the transformers path converts once."""
     from safetensors.numpy import load_file
 
     assert resolve_model_dir("bundled:all-MiniLM-L6-v2") == bundled_dir
     assert resolve_model_dir("all-MiniLM-L6-v2") == bundled_dir
+    state = load_file(str(bundled_dir / "model.safetensors"))
+    encoder = load_backbone("bundled:all-MiniLM-L6-v2")
+    assert is_own_encoder(encoder)
+    np.testing.assert_array_equal(encoder.embeddings.word_embeddings.numpy(), state["embeddings.word_embeddings.weight"])
+    np.testing.assert_array_equal(encoder.blocks[5].output_dense.kernel.numpy(),
+                                  state["encoder.layer.5.output.dense.weight"].T)
+    # Fused QKV: query, key and value side by side.
+    np.testing.assert_array_equal(encoder.blocks[2].qkv.kernel.numpy()[:, 384:768],
+                                  state["encoder.layer.2.attention.self.key.weight"].T)
     weights = tf_weights_dir(bundled_dir)
     assert (weights / "tf_model.h5").is_file()
-    backbone = load_backbone("bundled:all-MiniLM-L6-v2")
-    state = load_file(str(bundled_dir / "model.safetensors"))
-    key = next(k for k in state if k.endswith("embeddings.word_embeddings.weight"))
-    np.testing.assert_array_equal(backbone.bert.embeddings.weights[0].numpy(), state[key])
-    layer = next(k for k in state if k.endswith("encoder.layer.5.output.dense.weight"))
+    backbone = load_backbone("bundled:all-MiniLM-L6-v2", "transformers")
     tf_kernel = next(w for w in backbone.weights if "layer_._5/output/dense/kernel" in w.name)
-    np.testing.assert_array_equal(tf_kernel.numpy(), state[layer].T)
+    np.testing.assert_array_equal(tf_kernel.numpy(), state["encoder.layer.5.output.dense.weight"].T)
 
 
 def test_refuses_pickles_remote_code_and_missing_dirs(tmp_path):

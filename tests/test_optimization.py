@@ -1,6 +1,9 @@
 """Schedule, optimizers, weight-decay exclusions, clipping, gradient accumulation."""
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -166,9 +169,9 @@ def test_zero_weight_decay_costs_no_pass_over_the_weights(weight_decay, decays):
 
 def _expected_rate(name: str, base: float, decay: float, head: float, num_layers: int = 2) -> float:
     """The rate the issue asks for: head (and pooler) at `head`, layer i at base·d^(L-i), embeddings base·d^(L+1)."""
-    if "/encoder/layer_._" in name:
-        index = int(name.split("/encoder/layer_._")[1].split("/")[0])
-        return base * decay ** (num_layers - index)
+    block = re.search(r"/layer_(?:\._)?(\d+)/", name)  # tfbert's layer_N, transformers' layer_._N
+    if block:
+        return base * decay ** (num_layers - int(block.group(1)))
     if "/embeddings/" in name:
         return base * decay ** (num_layers + 1)
     return head
@@ -177,17 +180,18 @@ def _expected_rate(name: str, base: float, decay: float, head: float, num_layers
 def test_layer_depths_and_multipliers_by_name():
     from tfbert.training.optimization import layer_depth, learning_rate_multipliers
 
-    names = ["tf_bert_model/bert/embeddings/word_embeddings/weight:0",
+    names = ["bert/embeddings/word_embeddings:0", "bert/layer_3/qkv/kernel:0", "bert/pooler/dense/bias:0",
+             "tf_bert_model/bert/embeddings/word_embeddings/weight:0",
              "tf_electra_model/electra/embeddings_project/kernel:0",
              "tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0",
              "tf_distil_bert_model/distilbert/transformer/layer_._5/ffn/lin1/bias:0",
              "tf_bert_model/bert/pooler/dense/kernel:0", "classifier/kernel:0"]
-    assert [layer_depth(n, 6) for n in names] == [0, 0, 1, 6, 7, 7]
+    assert [layer_depth(n, 6) for n in names] == [0, 4, 7, 0, 0, 1, 6, 7, 7]
     # Only names matter: objects with a `name` stand in for the variables.
     fake = [type("V", (), {"name": n})() for n in names]
     factors = [m for _, m in learning_rate_multipliers(
         fake, OptimizerConfig(learning_rate=1e-4, layerwise_lr_decay=0.5, head_learning_rate=1e-3))]
-    assert factors == pytest.approx([0.5 ** 7, 0.5 ** 7, 0.5 ** 6, 0.5, 10.0, 10.0])
+    assert factors == pytest.approx([0.5 ** 7, 0.5 ** 3, 10.0, 0.5 ** 7, 0.5 ** 7, 0.5 ** 6, 0.5, 10.0, 10.0])
 
 
 def test_multiplier_scales_adam_step_weight_decay_and_sparse_rows():
@@ -246,7 +250,7 @@ def test_each_bert_variable_gets_its_rate(variant, tiny_config):
         if variable.dtype != tf.float32 or "/key/bias" in variable.name:
             continue  # softmax ignores a bias shared by all keys: its gradient is rounding noise
         change = float(np.abs(variable.numpy() - before[variable.name]).max())
-        frozen = variant == "freeze_bottom" and ("/embeddings/" in variable.name or "/layer_._0/" in variable.name)
+        frozen = variant == "freeze_bottom" and ("/embeddings/" in variable.name or "/layer_0/" in variable.name)
         expected = 0.0 if frozen else _expected_rate(variable.name, base, decay, head)
         assert change == pytest.approx(expected, rel=0.02, abs=1e-7), variable.name
         checked += 1
@@ -276,3 +280,31 @@ def test_model_card_records_llrd_and_head_rate():
     tuned = hyperparameters(load_config(None, ["optimizer.layerwise_lr_decay=0.8",
                                                "optimizer.head_learning_rate=1e-3"]), None)
     assert tuned["layerwise_lr_decay"].startswith("0.8 ") and tuned["head_learning_rate"].startswith("0.001 ")
+
+
+def test_lazy_embedding_updates_touch_only_the_batch_rows():
+    """LazyAdam semantics: rows in the gradient get exactly Adam's update; other rows and their moments
+    stay; the dense path (the default) moves every row with momentum."""
+    config = OptimizerConfig(name="adam", learning_rate=0.1, lr_scheduler_type="constant", max_grad_norm=None)
+    lazy_config = dataclasses.replace(config, lazy_embedding_updates=True)
+    start = np.arange(10, dtype=np.float32).reshape(5, 2)
+    tables = {}
+    for name, cfg in (("dense", config), ("lazy", lazy_config)):
+        table = tf.Variable(start.copy())
+        optimizer = make_optimizer(cfg, 10)
+        first = tf.IndexedSlices(tf.constant([[1.0, -2.0], [0.5, 0.5]]), tf.constant([1, 3]), tf.constant([5, 2]))
+        second = tf.IndexedSlices(tf.constant([[3.0, 1.0]]), tf.constant([0]), tf.constant([5, 2]))
+        optimizer.apply_gradients([(first, table)])
+        optimizer.apply_gradients([(second, table)])
+        tables[name] = table.numpy()
+    lazy, dense = tables["lazy"], tables["dense"]
+    np.testing.assert_array_equal(lazy[[2, 4]], start[[2, 4]])  # never in a batch
+    # Rows 1 and 3 moved once (first step: lr * sign), and not again in step 2.
+    np.testing.assert_allclose(lazy[[1, 3]], start[[1, 3]] - 0.1 * np.sign([[1.0, -2.0], [0.5, 0.5]]), rtol=1e-5)
+    # Row 0's first gradient comes at the optimizer's step 2: its moments start from zero, the bias
+    # correction is the global step's (as TensorFlow Addons' LazyAdam).
+    g = np.array([3.0, 1.0])
+    m, v = 0.1 * g, 0.001 * g ** 2
+    step = 0.1 * np.sqrt(1 - 0.999 ** 2) / (1 - 0.9 ** 2) * m / (np.sqrt(v) + 1e-8)
+    np.testing.assert_allclose(lazy[0], start[0] - step, rtol=1e-5)
+    assert not np.allclose(dense[[1, 3]], lazy[[1, 3]])  # dense Adam keeps moving them on momentum

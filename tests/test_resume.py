@@ -40,7 +40,8 @@ def recipe(tmp_path_factory, tiny_nodrop_model_dir):
 
 def run(overrides: list[str], kill_at: str = "", timeout: int = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "KILL_AT")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2")
+    # The runs' weights are compared to 1e-5: deterministic kernels (they seed themselves: training.seed).
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2", TF_DETERMINISTIC_OPS="1")
     if kill_at:
         env["KILL_AT"] = kill_at
     args = [a for o in overrides for a in ("--set", o)]
@@ -229,7 +230,7 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_backup(tiny_config,
     import tensorflow as tf
 
     from tfbert.cli import common
-    from tfbert.tasks import sequence_classification
+    from tfbert.tasks.sequence_classification import task as sequence_classification
     from tfbert.training import backup
     from tfbert.training.trainer import train
 

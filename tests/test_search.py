@@ -138,7 +138,9 @@ def test_three_trial_search_prunes_and_writes_the_best_config(tiny_config, tmp_p
     assert len(optuna.load_study(study_name="search", storage=summary["storage"]).trials) == 3
     # ...and a different space is refused rather than mixed into the same study.
     space.write_text("optimizer.learning_rate: {type: float, low: 1.0e-6, high: 3.0e-3, log: true}\n")
-    with pytest.raises(Exception, match="another base config or search space"):
+    from tfbert.search import SearchError
+
+    with pytest.raises(SearchError, match="was started with another base config or search space"):
         run_search(SearchSettings(str(base), str(space), trials=4, output_dir=str(out)))
 
 

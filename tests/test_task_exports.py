@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,11 +87,17 @@ def predict_entities_in_python(model, tokenizer, texts: list[str], label_names: 
     return results
 
 
-def test_ner_saved_model_matches_python_pipeline(ner_experiment):
+@pytest.fixture(scope="module")
+def ner_export(ner_experiment) -> Path:
+    """The NER SavedModel, exported once for every test that serves it (whatever order they run in)."""
     experiment, tmp = ner_experiment
-    path = experiment.task.export(experiment.model, experiment.tokenizer, experiment.label_names, tmp / "sm",
+    return experiment.task.export(experiment.model, experiment.tokenizer, experiment.label_names, tmp / "sm",
                                   experiment.config)
-    served = serve_fresh(path, {"text": NER_TEXTS})
+
+
+def test_ner_saved_model_matches_python_pipeline(ner_experiment, ner_export):
+    experiment, tmp = ner_experiment
+    served = serve_fresh(ner_export, {"text": NER_TEXTS})
     expected = predict_entities_in_python(experiment.model, experiment.tokenizer, NER_TEXTS, experiment.label_names, 24)
     assert sum(len(e) for e in expected) > 0  # the random head tags something, so grouping is exercised
     for row, entities in enumerate(expected):
@@ -131,7 +138,10 @@ def qa_export(tiny_model_dir, tmp_path_factory):
         f"training.output_dir={tmp / 'run'}", "training.metric_for_best_model=loss",
     ])
     experiment = build_experiment(config)
-    return experiment, experiment.task.export(experiment.model, experiment.tokenizer, [], tmp / "sm", config)
+    import tfbert
+
+    # The library's headline export: the config's task picks the serving module (QA's windows here).
+    return experiment, tfbert.export_saved_model(experiment.model, experiment.tokenizer, [], tmp / "sm", config=config)
 
 
 def test_qa_saved_model_matches_python_pipeline(qa_export):
@@ -161,25 +171,43 @@ def test_qa_saved_model_matches_python_pipeline(qa_export):
             assert served["score"][i] == pytest.approx(want.score, abs=1e-4)
 
 
-def test_predict_tool_on_ner_and_qa(ner_experiment, qa_export, tmp_path, capsys):
+def test_predict_tool_on_ner_and_qa(ner_experiment, ner_export, qa_export, tmp_path, capsys):
     from tfbert.cli import common
     from tfbert.cli import predict as predict_cli
 
-    experiment, tmp = ner_experiment
-    ner_dir = tmp / "sm"
-    if not ner_dir.exists():
-        experiment.task.export(experiment.model, experiment.tokenizer, experiment.label_names, ner_dir,
-                               experiment.config)
-    assert common.run(predict_cli.main, ["--saved-model", str(ner_dir), "--json", "I love Paris"]) == 0
+    experiment, _ = ner_experiment
+    ner_dir = ner_export
+    text = "Tokyo and Berlin are both big , said Ángela Merkel"
+    assert common.run(predict_cli.main, ["--saved-model", str(ner_dir), "--json", text]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert record["text"] == "I love Paris" and isinstance(record["entities"], list)
+    # The tool prints the entities the Python pipeline finds (the seeded head tags some here).
+    expected = predict_entities_in_python(experiment.model, experiment.tokenizer, [text], experiment.label_names, 24)[0]
+    assert expected and record["text"] == text
+    assert [(e["type"], e["start"], e["end"], e["text"]) for e in record["entities"]] == \
+        [(e.type, e.start, e.end, e.text) for e in expected]
+    assert [e["score"] for e in record["entities"]] == pytest.approx([e.score for e in expected], abs=1e-4)
+    # An export from before the task type was recorded: the serving modules recognise their signature.
+    import shutil
+
+    from tfbert.serving.base import SERVING_INFO
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(ner_dir, legacy)
+    (legacy / SERVING_INFO).unlink()
+    assert common.run(predict_cli.main, ["--saved-model", str(legacy), "--json", text]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == record
 
     _, qa_dir = qa_export
     pairs = tmp_path / "qa.jsonl"
     pairs.write_text(json.dumps({"question": "Where is it?", "context": CONTEXT}) + "\n")
     assert common.run(predict_cli.main, ["--saved-model", str(qa_dir), "--json", "--file", str(pairs)]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert record["answer"] == CONTEXT[record["start"]:record["end"]] or record["start"] == -1
+    # The tool's record is the SavedModel's own answer, and that is a span of the context.
+    served = serve_fresh(qa_dir, {"question": ["Where is it?"], "context": [CONTEXT]})
+    assert (record["answer"], record["start"], record["end"]) == (
+        served["answer"][0], served["answer_start"][0], served["answer_end"][0])
+    assert record["score"] == pytest.approx(served["score"][0], abs=1e-5)
+    assert record["start"] >= 0 and record["answer"] == CONTEXT[record["start"]:record["end"]]
     pairs.write_text('{"question": "Where?", "context": "In Paris."}\nnot json\n')
     assert common.run(predict_cli.main, ["--saved-model", str(qa_dir), "--file", str(pairs)]) == 2
     assert "qa.jsonl, line 2: expected a JSON object with 'question' and 'context'" in capsys.readouterr().err

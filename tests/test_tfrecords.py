@@ -61,17 +61,68 @@ class _Vocab:
         return {"[PAD]": 0, "a": 1, "b": 2}
 
 
-def test_token_and_field_labels_round_trip_through_a_url_path():
+@pytest.fixture
+def ram_dir():
+    """A fresh directory on TensorFlow's in-memory file system, removed afterwards.
+
+    ``ram://`` is one file system per process: a fixed path would hand a later test (or a rerun in
+    the same worker) the files an earlier one left there.
+    """
+    import uuid
+
+    import tensorflow as tf
+
+    directory = f"ram://tfbert-records-{uuid.uuid4().hex}"
+    yield directory
+    if tf.io.gfile.exists(directory):
+        tf.io.gfile.rmtree(directory)
+
+
+def test_token_and_field_labels_round_trip_through_a_url_path(ram_dir):
     """Per-token and per-field labels, written to an in-memory file system (as a gs:// path would be)."""
     features = {"input_ids": (np.array([1, 2, 3, 4, 5, 6], np.int32), np.array([0, 2, 6], np.int64))}
     token = EncodedSplit(features=features, labels=RaggedLabels(np.array([0, -100, 1, 1, 0, -100]), np.array([0, 2, 6])))
     fields = EncodedSplit(features=features, labels={"start_positions": np.array([1, 0], np.int64),
                                                      "weight": np.array([0.5, 1.0], np.float32)})
     for name, split in (("token", token), ("fields", fields)):
-        directory = f"ram://tfbert-records/{name}"
+        directory = f"{ram_dir}/{name}"
         write_tfrecords(directory, {"train": split}, ["O", "B-X"], task_type="x", max_seq_length=8, tokenizer=_Vocab(),
                         num_shards=2)
         assert_same_split(split, read_tfrecords(directory).splits["train"])
+
+
+def test_value_labels_round_trip_as_float_lists(ram_dir):
+    """A task whose labels are values (a multi-label row of 0/1) writes float lists; int64 would truncate them."""
+    features = {"input_ids": (np.array([1, 2, 3, 4, 5], np.int32), np.array([0, 2, 5], np.int64))}
+    rows = EncodedSplit(features=features, labels=np.array([[1, 0, 1], [0, 0.5, 0]], np.float32))
+    write_tfrecords(f"{ram_dir}/values", {"train": rows}, ["a", "b", "c"], task_type="x", max_seq_length=8,
+                    tokenizer=_Vocab(), label_dtype="float32")
+    back = read_tfrecords(f"{ram_dir}/values").splits["train"]
+    assert back.labels.dtype == np.float32
+    assert_same_split(rows, back)
+    with pytest.raises(DataError, match="train labels are float32 values; this task writes int64 class ids"):
+        write_tfrecords(f"{ram_dir}/truncated", {"train": rows}, ["a", "b", "c"], task_type="x",
+                        max_seq_length=8, tokenizer=_Vocab())
+
+
+def test_make_tfrecords_writes_a_multi_label_task_as_its_task_says(tiny_model_dir, tmp_path):
+    from tests.test_multi_label import write_rows
+    from tfbert.config import load_config
+    from tfbert.pretrained import load_tokenizer
+    from tfbert.tasks import get_task
+
+    sets = [f"model.name_or_path={tiny_model_dir}", "task.type=multi_label_classification",
+            f"data.train_file={write_rows(tmp_path / 'a.tsv')}", "data.format=tsv", "data.label_column=labels",
+            "data.validation_split=0.25", "data.max_seq_length=24", "training.metric_for_best_model=val_micro_f1"]
+    out = tmp_path / "records"
+    args = [item for pair in (("--set", s) for s in sets) for item in pair]
+    assert common.run(make_cli.main, [*args, "--output", str(out), "--splits", "train,validation"]) == 0
+    assert read_metadata(str(out))["splits"]["train"]["label_dtype"] == "float32"
+    config = load_config(None, sets)
+    expected = get_task(config.task.type).load_data(config, load_tokenizer(str(tiny_model_dir)), seed=42)
+    records = read_tfrecords(str(out))
+    for split in ("train", "validation"):
+        assert_same_split(expected.splits[split], records.splits[split])
 
 
 def test_training_from_tfrecords_gives_the_same_run_as_from_the_file(tiny_config, tmp_path):

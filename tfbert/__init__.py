@@ -7,7 +7,7 @@ The library in five calls::
     experiment.model.fit(experiment.train_dataset, epochs=2)
     tfbert.save_pretrained("out/model", experiment.model, experiment.tokenizer, config, experiment.label_names)
     tfbert.export_saved_model(experiment.model, experiment.tokenizer, experiment.label_names, "out/saved_model",
-                              max_seq_length=config.data.max_seq_length)
+                              config=config)
 """
 from typing import TYPE_CHECKING
 

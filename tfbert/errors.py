@@ -27,3 +27,7 @@ class ModelError(TfbertError):
 
 class HardwareError(TfbertError):
     """A requested accelerator, SDK or strategy that is not available here."""
+
+
+class OutputExistsError(TfbertError):
+    """A save or export would replace another run's finished files (pass ``overwrite=True`` to allow it)."""

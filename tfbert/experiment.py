@@ -104,8 +104,9 @@ class Experiment:
             callbacks.append(tfbert_callbacks.ValidationMetrics(evaluate))
         elif monitor.startswith("val_"):
             monitor = monitor[len("val_"):]
-        # Before the backup: a step with a non-finite loss must never be backed up.
-        callbacks.append(tfbert_callbacks.DivergenceGuard(self.steps_per_epoch, self.plan.batches_per_update, out))
+        # Before the backup: a step with a non-finite or exploded loss must never be backed up.
+        callbacks.append(tfbert_callbacks.DivergenceGuard(self.steps_per_epoch, self.plan.batches_per_update, out,
+                                                          state=resume_state))
         peers: list[tf_keras.callbacks.Callback] = [tfbert_callbacks.CheckpointKeeper(
             out / "checkpoints", monitor=monitor, restore_best=t.load_best_model_at_end)]
         if t.early_stopping_patience:
@@ -254,6 +255,10 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
                               can_pack=task.supports_packing and not dist.pipeline_splits)
     if padding != config.data.padding:
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, padding=padding))
+    if dist.pipeline_splits and not task.supports_pipelining:
+        raise ConfigError(f"config key 'distribution.pipeline_splits': task.type {task.type} cannot be pipelined; "
+                          "pipelining unrolls heads that read one pooled vector (sequence and multi-label "
+                          "classification)")
     packing = None
     if padding == "packed":
         if dist.pipeline_splits:

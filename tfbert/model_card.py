@@ -13,10 +13,6 @@ from typing import Optional
 from tfbert.config import ExperimentConfig
 from tfbert.training.batch_plan import BatchPlan
 
-#: tfbert metric -> (Hub metric type, display name); losses and span accuracies stay out of the index
-_HUB_METRICS = {"accuracy": ("accuracy", "Accuracy"), "macro_f1": ("f1", "Macro F1"), "f1": ("f1", "F1"),
-                "precision": ("precision", "Precision"), "recall": ("recall", "Recall"),
-                "token_accuracy": ("accuracy", "Token Accuracy"), "exact_match": ("exact_match", "Exact Match")}
 #: Hub model ids of the bundled models (for ``base_model``)
 _BUNDLED_HUB_IDS = {"all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 #: Hub dataset ids of the folders in ../shared/data and data/
@@ -66,12 +62,16 @@ def front_matter(config: ExperimentConfig, evaluation: Optional[dict], model_nam
 
     from tfbert.tasks.registry import get_task_class
 
-    pipeline_tag, task_name = get_task_class(config.task.type).pipeline_tag
+    task = get_task_class(config.task.type)
+    pipeline_tag, task_name = task.pipeline_tag
     dataset = dataset_id(config)
     results = []
     for key, value in (evaluation or {}).get("metrics", {}).items():
-        if key in _HUB_METRICS and dataset:
-            metric_type, metric_name = _HUB_METRICS[key]
+        # The task names each metric's Hub type, or None to keep it out (losses); a metric it does
+        # not name is listed under its own name rather than dropped.
+        hub = task.hub_metrics.get(key, (key, _title(key)))
+        if hub is not None and dataset:
+            metric_type, metric_name = hub
             results.append(EvalResult(task_type=pipeline_tag, task_name=task_name, dataset_type=dataset,
                                       dataset_name=dataset, dataset_split=evaluated_on or None,
                                       metric_type=metric_type, metric_name=metric_name,
@@ -147,6 +147,9 @@ def render_model_card(config: ExperimentConfig, plan: Optional[BatchPlan], histo
             lines.append(f"- `{name}`: precision {scores['precision']:.4f}, recall {scores['recall']:.4f}, "
                          f"F1 {scores['f1']:.4f} (support {scores['support']})")
         lines.append("")
+    from tfbert.tasks.registry import get_task_class
+
+    lines += get_task_class(config.task.type).card_section(config, label_names)
     lines += ["## Training procedure", "", "### Training hyperparameters", "",
               "The following hyperparameters were used during training:", ""]
     lines += [f"- {k}: {v}" for k, v in hyperparameters(config, plan).items()]

@@ -7,9 +7,11 @@
 - a Hugging Face hub id (downloaded with ``huggingface_hub.snapshot_download`` where a hub is
   reachable; only configs, tokenizer files and safetensors/h5 weights are fetched).
 
-Loading never unpickles: PyTorch ``.bin`` checkpoints are refused. PyTorch-format safetensors
-are converted once, without torch, into a cached ``tf_model.h5`` (transformers 4.55+ cannot load
-them into TF models without torch: huggingface/transformers#40028).
+Loading never unpickles: PyTorch ``.bin`` checkpoints are refused. tfbert's own encoder reads
+``model.safetensors`` and ``tf_model.h5`` directly (`tfbert.modeling.encoder.checkpoint`); for the
+transformers path, PyTorch-format safetensors are converted once, without torch, into a cached
+``tf_model.h5`` (transformers 4.55+ cannot load them into TF models without torch:
+huggingface/transformers#40028).
 """
 from __future__ import annotations
 
@@ -173,8 +175,12 @@ def _convert_pt_safetensors(model_dir: Path, safetensors: Path, out_dir: Path) -
     model.save_pretrained(str(out_dir))
 
 
-def load_backbone(name_or_path: str, config_overrides: dict | None = None):
-    """Load a `transformers` TF backbone (TFAutoModel) from `name_or_path` without torch."""
+def load_transformers_backbone(name_or_path: str, config_overrides: dict | None = None):
+    """Load a `transformers` TF backbone (TFAutoModel) from `name_or_path` without torch.
+
+    The general path (``model.backbone: transformers``, and ``auto`` for checkpoints tfbert's own
+    encoder does not run); `tfbert.modeling.backbone.load_backbone` chooses.
+    """
     from transformers import AutoConfig, TFAutoModel
 
     model_dir = resolve_model_dir(name_or_path)

@@ -183,8 +183,19 @@ def words(n: int) -> str:
 # equality with Hugging Face
 
 
-def test_corpus_is_varied_enough():
-    assert len(CORPUS) >= 60
+def test_corpus_covers_every_kind_of_character_it_claims():
+    """Each kind of text the corpus's comments list is really in it, and no row is a duplicate."""
+    import unicodedata
+
+    assert len(CORPUS) == len(set(CORPUS))
+    categories = {unicodedata.category(ch) for text in CORPUS for ch in text}
+    # combining marks, controls, format (zero-width, BOM, soft hyphen), private use, spaces and
+    # line/paragraph separators, other symbols (emoji), letters of caseless scripts (CJK, Thai...)
+    assert {"Mn", "Cc", "Cf", "Co", "Zs", "Zl", "Zp", "So", "Lo", "Lu", "Ll", "Sm", "Sc", "No"} <= categories
+    assert "" in CORPUS and any(not t.strip() and t for t in CORPUS)  # empty and blank
+    assert any(len(t) > 100 and " " not in t for t in CORPUS)  # one word over HF's 100-character limit
+    assert any("[MASK]" in t for t in CORPUS) and any(ord(ch) > 0xFFFF for t in CORPUS for ch in t)
+    assert max(len(t.split()) for t in CORPUS) > max(MAX_LENGTHS)  # longer than any max_seq_length tested
 
 
 def test_cased_tokenizer_keeps_case_and_accents(hf_tokenizers):

@@ -3,13 +3,15 @@
 Quiet start-up. On a machine without a GPU driver TensorFlow prints, while loading, INFO lines
 (oneDNN, "Could not find cuda drivers") that come before absl logging is initialised and so ignore
 ``TF_CPP_MIN_LOG_LEVEL``, and at its first op ``E0000 … failed call to cuInit`` (level 2 does not
-hide it, 3 does). Unless ``--verbose`` (or ``TFBERT_VERBOSE=1``) is given, the tools import
-TensorFlow with level 3 and stderr pointed at a buffer that is replayed if the import fails. No
-device is hidden (``CUDA_VISIBLE_DEVICES`` is left alone, so a real GPU is always used), and real
-failures still surface as Python exceptions or as the one ``error:`` line below.
+hide it, 3 does). Unless ``--verbose`` (or ``TFBERT_VERBOSE=1``) is given, `quiet_tensorflow`
+imports TensorFlow with level 3 and stderr pointed at a buffer that is replayed if the import
+fails. No device is hidden (``CUDA_VISIBLE_DEVICES`` is left alone, so a real GPU is always used),
+and real failures still surface as Python exceptions or as the one ``error:`` line below.
 
-This only works if TensorFlow is not imported before this module: ``tfbert/__init__.py`` must
-import TensorFlow lazily.
+Importing this module imports no TensorFlow: ``--help``, argument errors and config errors
+(`tfbert.config` is TF-free) answer at once, without TensorFlow's seconds of start-up. A command
+calls `quiet_tensorflow` (or `quiet_libraries`, which calls it) after reading its arguments and
+config and before anything imports TensorFlow; ``tfbert/__init__.py`` imports it lazily for that.
 """
 from __future__ import annotations
 
@@ -25,8 +27,11 @@ def verbose_requested(argv: list[str] | None = None) -> bool:
     return "--verbose" in args or os.environ.get("TFBERT_VERBOSE", "0") not in ("", "0")
 
 
-def quiet_tensorflow() -> None:
-    """Import TensorFlow (and set up transformers) without their start-up lines."""
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Import TensorFlow (and set up transformers) without their start-up lines, unless `verbose`
+    (a command's ``--verbose``) or `verbose_requested` asks for them."""
+    if verbose or verbose_requested():
+        return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     # Read by transformers at import: hides its "TensorFlow classes are deprecated" banner.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -51,10 +56,6 @@ def quiet_tensorflow() -> None:
     tf.get_logger().setLevel("ERROR")  # Python-side warnings such as unused-gradient notices
 
 
-if not verbose_requested():
-    quiet_tensorflow()
-
-
 def add_verbose_arg(parser) -> None:
     """``--verbose``: show TensorFlow's and the libraries' own log lines (read before TF loads)."""
     parser.add_argument("--verbose", action="store_true",
@@ -62,9 +63,10 @@ def add_verbose_arg(parser) -> None:
 
 
 def quiet_libraries(verbose: bool | None = None) -> None:
-    """Silence transformers' and datasets' chatter (warnings that matter are errors here)."""
+    """`quiet_tensorflow`, then silence transformers' and datasets' chatter (warnings that matter are errors here)."""
     if verbose_requested() if verbose is None else verbose:
         return
+    quiet_tensorflow()
     import datasets
     import transformers
 
@@ -75,9 +77,11 @@ def quiet_libraries(verbose: bool | None = None) -> None:
 
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run a command; a `TfbertError` becomes one line on stderr and exit code 2."""
+    from tfbert.compat import check_dependencies
     from tfbert.errors import TfbertError
 
     try:
+        check_dependencies()  # e.g. transformers 5 installed later: one line here, not an ImportError deep inside
         return main(argv) or 0
     except TfbertError as exc:
         print(f"error: {exc}", file=sys.stderr)

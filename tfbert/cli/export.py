@@ -1,8 +1,10 @@
-"""`tools/export.py --model RUN/model --output DIR [--format saved_model|transformers]`.
+"""`tools/export.py --model RUN/model --output DIR [--format saved_model|transformers|onnx|litert]`.
 
 ``saved_model`` (default): the raw-string SavedModel of the model's task. ``transformers``: the
 model as a transformers directory (what training writes); it reads either model-directory format,
 so it also migrates a directory written before format 2 (``--output`` may be the same directory).
+``onnx`` / ``litert``: ``DIR/model.onnx`` / ``DIR/model.tflite`` (token ids in, logits out) with the
+tokenizer files beside it (`tfbert.deploy`).
 """
 from __future__ import annotations
 
@@ -42,12 +44,15 @@ def _run_card(loaded, output: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tfbert-export",
-                                     description="Export a fine-tuned model: a raw-text SavedModel or a transformers directory.")
+                                     description="Export a fine-tuned model: a raw-text SavedModel, a transformers directory, "
+                                                 "or ONNX / LiteRT models for CPU runtimes.")
     parser.add_argument("--model", required=True, help="a model directory written by training (RUN/model), either format")
     parser.add_argument("--output", required=True, help="directory to write")
-    parser.add_argument("--format", choices=("saved_model", "transformers"), default="saved_model",
+    parser.add_argument("--format", choices=("saved_model", "transformers", "onnx", "litert"), default="saved_model",
                         help="saved_model: serving graph that takes raw strings (default); transformers: a "
-                             "directory TFAutoModelFor*.from_pretrained and pipeline() load (migrates old ones)")
+                             "directory TFAutoModelFor*.from_pretrained and pipeline() load (migrates old ones); "
+                             "onnx: model.onnx for ONNX Runtime; litert: model.tflite for LiteRT (both: token ids "
+                             "in, logits out, tokenizer files beside them)")
     common.add_verbose_arg(parser)
     args = parser.parse_args(argv)
     common.quiet_libraries(args.verbose)
@@ -61,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         card = _run_card(loaded, output)
         path = save_pretrained(output, loaded.model, loaded.tokenizer, loaded.config, loaded.label_names, card=card)
         print(f"transformers directory: {path}")
+        return 0
+    if args.format in ("onnx", "litert"):
+        from tfbert.deploy.litert import export_litert
+        from tfbert.deploy.onnx import export_onnx
+
+        export = export_onnx if args.format == "onnx" else export_litert
+        path = export(loaded.model, loaded.tokenizer, loaded.config, loaded.label_names, output)
+        print(f"{'ONNX' if args.format == 'onnx' else 'LiteRT'} model: {path}")
+        print(f"run: tools/predict.py --model {path.parent} \"some text\"")
         return 0
     # The task knows its serving module (classification, NER entities, QA spans).
     path = get_task(loaded.config.task.type).export(loaded.model, loaded.tokenizer, loaded.label_names,

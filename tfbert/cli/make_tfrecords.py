@@ -17,19 +17,20 @@ def main(argv: list[str] | None = None) -> int:
     common.add_config_args(parser)
     parser.add_argument("--output", required=True, help="directory or gs:// prefix to write")
     parser.add_argument("--splits", default="train",
-                        help="comma-separated splits to write (default: train; validation/test for "
-                             "sequence classification, whose evaluation needs nothing but the tokens)")
+                        help="comma-separated splits to write (default: train; validation/test for tasks "
+                             "whose evaluation needs nothing but the tokens, such as classification)")
     parser.add_argument("--shards", type=int, default=4, help="files per split (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="write into a directory that holds files")
     args = parser.parse_args(argv)
-    common.quiet_libraries()
     from tfbert.config import load_config
+
+    config = load_config(args.config, args.overrides)  # a config error stops here, before TensorFlow loads
+    common.quiet_libraries()
     from tfbert.data.tfrecords import SPLITS, write_tfrecords
     from tfbert.errors import ConfigError
     from tfbert.pretrained import load_tokenizer
     from tfbert.tasks import get_task
 
-    config = load_config(args.config, args.overrides)
     task = get_task(config.task.type)
     wanted = [s.strip() for s in args.splits.split(",") if s.strip()]
     for split in wanted:
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     metadata = write_tfrecords(
         args.output, {s: data.splits[s] for s in wanted}, data.label_names, task_type=config.task.type,
         max_seq_length=config.data.max_seq_length, tokenizer=tokenizer, source=config.model.name_or_path,
-        num_shards=args.shards, overwrite=args.overwrite,
+        num_shards=args.shards, overwrite=args.overwrite, label_dtype=task.record_label_dtype,
     )
     for split, info in metadata["splits"].items():
         print(f"{split}: {info['num_examples']} examples in {len(info['files'])} file(s)")

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "compare-A-B/report.html beside the first)")
     common.add_verbose_arg(parser)
     args = parser.parse_args(argv)
+    common.quiet_tensorflow(args.verbose)
     from tfbert.reporting import write_report
 
     path = write_report(args.runs, args.output)

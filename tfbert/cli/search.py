@@ -8,7 +8,7 @@ from tfbert.cli import common
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tfbert.distribute import STRATEGIES
+    from tfbert.config import STRATEGIES
 
     parser = argparse.ArgumentParser(
         prog="tfbert-search",
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.config:
         parser.error("--config is required")
+    common.quiet_tensorflow()
     from tfbert.search import SearchSettings, run_search
 
     settings = SearchSettings(

@@ -8,7 +8,7 @@ from tfbert.cli import common
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tfbert.distribute import STRATEGIES
+    from tfbert.config import STRATEGIES
 
     parser = argparse.ArgumentParser(prog="tfbert-train", description="Fine-tune a BERT-family model.")
     common.add_config_args(parser)
@@ -16,11 +16,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="tf.distribute strategy; overrides distribution.strategy (default there: one device). "
                              "multiworker reads TF_CONFIG (tools/launch_local.py sets it for N local workers)")
     args = parser.parse_args(argv)
-    common.quiet_libraries()
     from tfbert.config import load_config
+
+    config = load_config(args.config, args.overrides)  # a config error stops here, before TensorFlow loads
+    common.quiet_libraries()
     from tfbert.training.trainer import train
 
-    config = load_config(args.config, args.overrides)
     train(config, args.strategy)
     return 0
 

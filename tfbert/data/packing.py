@@ -16,8 +16,9 @@ A packed batch is ``[packs, max_seq_length]`` for ``input_ids``, ``token_type_id
 ``position_ids`` (restarting at 0 in each example) and ``example_ids`` (1, 2, ... per example of
 the row, 0 on padding; the model builds the block-diagonal attention mask from it), plus
 ``example_starts [packs, max_examples_per_pack]`` (each example's [CLS] position). Labels:
-classification ``[packs, K]`` and QA start/end ``[packs, K]`` (positions in the row), token
-classification ``[packs, max_seq_length]``; empty slots and padding carry IGNORE_INDEX.
+classification ``[packs, K]`` (int32 class ids; float32 for regression scores) and QA start/end
+``[packs, K]`` (positions in the row), token classification ``[packs, max_seq_length]``; empty slots
+and padding carry IGNORE_INDEX.
 
 Batch size: ``training.per_device_train_batch_size`` keeps counting *examples*. A packed
 micro-batch holds ``round(per_device_train_batch_size / examples per pack)`` packs (at least one;
@@ -235,7 +236,9 @@ class _Assembler:
             y = {k: per_example(tf.gather(v, index) + tf.cast(starts, v.dtype), IGNORE_INDEX)
                  for k, v in self.labels.items()}
         else:
-            y = per_example(tf.cast(tf.gather(self.labels, index), tf.int32), IGNORE_INDEX)
+            labels = tf.gather(self.labels, index)
+            # Class ids as int32; float labels (regression scores) keep their values.
+            y = per_example(labels if labels.dtype.is_floating else tf.cast(labels, tf.int32), IGNORE_INDEX)
         return x, y
 
 

@@ -5,11 +5,12 @@
 ``data.tfrecords`` reads them instead of tokenizing, e.g. on a TPU VM reading a bucket.
 
 Each record holds one example: the token-id features unpadded (int64 lists) and its labels
-(``label``: one id; ``labels``: one id per token; ``label/<name>``: per-example fields such as QA
-positions). Reading gives back exactly the `EncodedSplit` the files would have produced, in the
-same order, so the usual `tf.data` pipeline (padding, static shapes for TPU, sharding) applies
-unchanged and a run from TFRecords matches a run from the files. ``metadata.json`` is written last:
-a directory without it is incomplete.
+(``label``: the example's label, encoded as its task says (`Task.record_label_dtype`): an int64
+class id, or float32 values such as a multi-label row of 0/1; ``labels``: one id per token;
+``label/<name>``: per-example fields such as QA positions). Reading gives back exactly the
+`EncodedSplit` the files would have produced, in the same order, so the usual `tf.data` pipeline
+(padding, static shapes for TPU, sharding) applies unchanged and a run from TFRecords matches a
+run from the files. ``metadata.json`` is written last: a directory without it is incomplete.
 
 Paths go through `tf.io.gfile`, so ``gs://`` works wherever TensorFlow's GCS file system does
 (standard TensorFlow builds with credentials available).
@@ -76,8 +77,8 @@ def _float(values) -> tf.train.Feature:
     return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).ravel()))
 
 
-def _examples(split: EncodedSplit):
-    """Serialized `tf.train.Example`s of a split, in order."""
+def _examples(split: EncodedSplit, label_dtype: str):
+    """Serialized `tf.train.Example`s of a split, in order (per-example labels as `label_dtype`)."""
     ragged = {name: (values, splits) for name, (values, splits) in split.features.items()}
     labels = split.labels
     for i in range(len(split)):
@@ -90,14 +91,26 @@ def _examples(split: EncodedSplit):
                 is_int = np.issubdtype(array.dtype, np.integer) or array.dtype == bool
                 feature[f"label/{key}"] = _int64(value) if is_int else _float(value)
         elif labels is not None:
-            feature["label"] = _int64(labels[i])
+            feature["label"] = _int64(labels[i]) if label_dtype == "int64" else _float(labels[i])
         yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def write_tfrecords(directory: str, splits: dict[str, EncodedSplit], label_names: list[str], *,
                     task_type: str, max_seq_length: int, tokenizer, source: str = "", num_shards: int = 4,
-                    overwrite: bool = False) -> dict:
-    """Write each split as `num_shards` contiguous shards (order kept), then ``metadata.json``."""
+                    overwrite: bool = False, label_dtype: str = "int64") -> dict:
+    """Write each split as `num_shards` contiguous shards (order kept), then ``metadata.json``.
+
+    `label_dtype` is how the task encodes a per-example label (`Task.record_label_dtype`):
+    ``int64`` class ids or ``float32`` values, written as a list per example.
+    """
+    if label_dtype not in ("int64", "float32"):
+        raise ValueError(f"label_dtype must be 'int64' or 'float32', got {label_dtype!r}")
+    for name, split in splits.items():
+        labels = split.labels
+        if (label_dtype == "int64" and isinstance(labels, np.ndarray)
+                and not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool)):
+            # int64 would truncate them silently.
+            raise DataError(f"{name} labels are {labels.dtype} values; this task writes int64 class ids")
     if num_shards < 1:
         raise ConfigError(f"--shards: must be >= 1, got {num_shards}")
     if tf.io.gfile.exists(directory) and tf.io.gfile.listdir(directory) and not overwrite:
@@ -115,7 +128,7 @@ def write_tfrecords(directory: str, splits: dict[str, EncodedSplit], label_names
         shards = min(num_shards, max(count, 1))
         bounds = np.linspace(0, count, shards + 1).astype(int)
         files = []
-        examples = _examples(split)
+        examples = _examples(split, label_dtype)
         for shard in range(shards):
             filename = f"{name}-{shard:05d}-of-{shards:05d}.tfrecord"
             with tf.io.TFRecordWriter(_join(directory, filename)) as writer:
@@ -128,6 +141,8 @@ def write_tfrecords(directory: str, splits: dict[str, EncodedSplit], label_names
             "label_fields": ({k: ("int64" if np.issubdtype(v.dtype, np.integer) or v.dtype == bool else "float32")
                               for k, v in labels.items()} if isinstance(labels, dict) else {}),
         }
+        if _label_kind(labels) == "class":
+            metadata["splits"][name].update(label_dtype=label_dtype, label_shape=list(np.shape(labels)[1:]))
     with tf.io.gfile.GFile(_join(directory, METADATA), "w") as handle:
         handle.write(json.dumps(metadata, indent=2, ensure_ascii=False))
     return metadata
@@ -151,8 +166,10 @@ def read_metadata(directory: str) -> dict:
 def _read_split(directory: str, info: dict) -> EncodedSplit:
     spec = {name: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64) for name in info["features"]}
     kind = info["label_kind"]
+    # Records written before labels had a dtype hold int64 class ids.
+    label_dtype, label_shape = info.get("label_dtype", "int64"), info.get("label_shape", [])
     if kind == "class":
-        spec["label"] = tf.io.FixedLenFeature([], tf.int64)
+        spec["label"] = tf.io.FixedLenFeature(label_shape, tf.int64 if label_dtype == "int64" else tf.float32)
     elif kind == "token":
         spec["labels"] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
     elif kind == "fields":
@@ -178,7 +195,9 @@ def _read_split(directory: str, info: dict) -> EncodedSplit:
     features = {name: ragged(name) for name in info["features"]}
     labels = None
     if kind == "class":
-        labels = np.concatenate([p.numpy() for p in parts["label"]]).astype(np.int64) if parts["label"] else np.zeros(0, np.int64)
+        dtype = np.int64 if label_dtype == "int64" else np.float32
+        labels = (np.concatenate([p.numpy() for p in parts["label"]]).astype(dtype) if parts["label"]
+                  else np.zeros([0, *label_shape], dtype))
     elif kind == "token":
         labels = RaggedLabels(*ragged("labels"))
     elif kind == "fields":

@@ -27,12 +27,10 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from tfbert.config import DistributionConfig
+from tfbert.config import STRATEGIES, DistributionConfig
 from tfbert.distribute.cluster import IPU_STRATEGY_NAMES, barrier, cluster_size, is_chief, read_tf_config, writer_config
 from tfbert.distribute.ipu_pipeline import serving_model
 from tfbert.errors import ConfigError, HardwareError
-
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu", "ipu", "auto")
 
 __all__ = [
     "STRATEGIES", "barrier", "choose_strategy", "is_chief", "num_replicas", "prepare_model", "resolve_strategy_name",

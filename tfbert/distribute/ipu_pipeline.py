@@ -1,24 +1,25 @@
-"""The sequence classifier unrolled for IPU pipelining: embeddings, each encoder layer, head.
+"""The sequence classifier unrolled for IPU pipelining: embeddings, each encoder block, head.
 
-A transformers backbone is one Keras layer inside tfbert's Functional model, so pipeline stages
-could only be "whole backbone" or "head". Graphcore's pipelining assigns stages per layer
-invocation of a Functional model, so this module rebuilds the same computation with the
-backbone's own sub-layers (``embeddings``, ``encoder.layer[i]``) as separate nodes. The unrolled
-model shares every variable with the standard one, which stays the model that is saved and
-exported (`serving_model`).
+The encoder is one Keras layer inside tfbert's Functional model, so pipeline stages could only be
+"whole backbone" or "head". Graphcore's pipelining assigns stages per layer invocation of a
+Functional model, so this module rebuilds the same computation with the encoder's own sub-layers
+(``embeddings``, ``blocks[i]``: each a self-contained node taking the attention bias) as separate
+nodes. The unrolled model shares every variable with the standard one, which stays the model that
+is saved and exported (`serving_model`). It needs tfbert's own encoder (``model.backbone: auto``
+or ``tfbert``): a transformers backbone's blocks take arguments a Functional node cannot carry.
 """
 from __future__ import annotations
 
 import bisect
 import weakref
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import tensorflow as tf
 
 from tfbert.errors import ConfigError
-from tfbert.modeling.backbone import find_backbone, main_layer, model_inputs
+from tfbert.modeling.backbone import apply_pooler, find_backbone, is_own_encoder, model_inputs
 from tfbert.modeling.classifier import pool
+from tfbert.modeling.encoder.layers import attention_bias
 from tfbert.modeling.task_model import TaskModel
 
 
@@ -35,35 +36,30 @@ _UNROLLED: "weakref.WeakKeyDictionary[object, _Unrolled]" = weakref.WeakKeyDicti
 
 def unroll_for_pipelining(model: TaskModel, pooling: str) -> TaskModel:
     """A Functional `TaskModel` computing the same logits as `model`, one node per encoder layer."""
-    backbone = find_backbone(model)
-    main = main_layer(backbone)
-    layers = list(getattr(getattr(main, "encoder", None), "layer", None) or [])
-    if getattr(main, "embeddings", None) is None or not layers:
+    encoder = find_backbone(model)
+    if not is_own_encoder(encoder):
         raise ConfigError(
-            f"config key 'distribution.pipeline_splits': pipelining needs a BERT-style backbone "
-            f"(embeddings + encoder.layer); {type(backbone).__name__} has none"
+            f"config key 'distribution.pipeline_splits': pipelining needs tfbert's own encoder "
+            f"(model.backbone: auto or tfbert); {type(encoder).__name__} is a transformers backbone"
         )
-    try:
-        dropout, classifier = model.get_layer("classifier_dropout"), model.get_layer("classifier")
-    except ValueError:
-        raise ConfigError("config key 'distribution.pipeline_splits': pipelining supports task.type "
-                          "sequence_classification only") from None
+    # Tasks with a pooled head (`Task.supports_pipelining`, checked when the experiment is built).
+    dropout, classifier = model.get_layer("classifier_dropout"), model.get_layer("classifier")
     names = list(model.input.keys()) if isinstance(model.input, dict) else [t.name for t in model.inputs]
     inputs = model_inputs(names)
-    hidden = main.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
-    # The additive mask BERT's main layer builds: 0 where attended, -10000 on padding.
-    mask = tf.cast(inputs["attention_mask"][:, None, None, :], hidden.dtype)
-    extended = (1.0 - mask) * -10000.0
-    for layer in layers:
-        hidden = layer(hidden_states=hidden, attention_mask=extended, head_mask=None, encoder_hidden_states=None,
-                       encoder_attention_mask=None, past_key_value=None, output_attentions=False)[0]
-    pooled = main.pooler(hidden) if pooling == "pooler" else None
-    vector = pool(SimpleNamespace(last_hidden_state=hidden, pooler_output=pooled), inputs["attention_mask"], pooling)
+    bias = attention_bias(inputs, encoder.compute_dtype)
+    hidden = encoder.embeddings(inputs["input_ids"], inputs.get("token_type_ids"))
+    for block in encoder.blocks:
+        hidden = block(hidden, bias)
+    shape = tf.shape(inputs["input_ids"])
+    hidden = tf.reshape(hidden, [shape[0], shape[1], encoder.config.hidden_size])
+    pooled = apply_pooler(encoder, hidden[:, 0]) if pooling == "pooler" else None
+    vector = pool(hidden, pooled, inputs["attention_mask"], pooling)
     logits = classifier(dropout(vector))
     unrolled = TaskModel(inputs=inputs, outputs=logits, name=f"{model.name}_pipelined",
                          gradient_accumulation_steps=model.gradient_accumulation_steps)
-    head = [dropout, classifier] + ([main.pooler] if pooled is not None else [])
-    _UNROLLED[unrolled] = _Unrolled(serving=model, embeddings=main.embeddings, encoder_layers=layers, head=head)
+    head = [dropout, classifier] + ([encoder.pooler] if pooled is not None else [])
+    _UNROLLED[unrolled] = _Unrolled(serving=model, embeddings=encoder.embeddings, encoder_layers=list(encoder.blocks),
+                                    head=head)
     return unrolled
 
 

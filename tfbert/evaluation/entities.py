@@ -1,6 +1,6 @@
 """Group per-word tags into entities (IOB1, IOB2 and BIOES), in Python.
 
-The SavedModel does the same grouping in the graph (`tfbert.serving.token_classification`); this module is
+The SavedModel does the same grouping in the graph (`tfbert.tasks.token_classification.serving`); this module is
 the reference the tests compare it with, and the Python-side prediction path.
 """
 from __future__ import annotations

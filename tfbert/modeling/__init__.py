@@ -1,1 +1,1 @@
-"""Keras task models on `transformers` TF backbones."""
+"""Task models: tfbert's own BERT-family encoder (or a transformers TF backbone) + Keras heads."""

@@ -41,7 +41,7 @@ def build_model(config: ExperimentConfig, task: "Task", num_labels: int, input_n
         backbone = find_backbone(model)
         apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
     else:
-        backbone = load_backbone(config.model.name_or_path)
+        backbone = load_backbone(config.model.name_or_path, config.model.backbone)
         check_sequence_length(backbone.config, config.data.max_seq_length)
         apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
         model = task.build_model(backbone, config, num_labels, input_names)

@@ -4,17 +4,18 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
-from tfbert.modeling.backbone import freeze_unused_pooler, head_initializer, model_inputs
+from tfbert.modeling.backbone import (
+    backbone_outputs, freeze_unused_pooler, head_initializer, model_inputs, require_pooler,
+)
 from tfbert.modeling.task_model import TaskModel
 
 
-def pool(backbone_output, attention_mask, pooling: str) -> tf.Tensor:
-    """The sentence vector: [CLS] hidden state, BERT's pooler output, or a masked mean."""
-    hidden = backbone_output.last_hidden_state
+def pool(hidden: tf.Tensor, pooled, attention_mask, pooling: str) -> tf.Tensor:
+    """The sentence vector: [CLS] hidden state, the pooler's output (`pooled`), or a masked mean."""
     if pooling == "cls":
         return hidden[:, 0, :]
     if pooling == "pooler":
-        return backbone_output.pooler_output
+        return pooled
     mask = tf.cast(attention_mask, hidden.dtype)[:, :, None]
     return tf.reduce_sum(hidden * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
@@ -30,10 +31,12 @@ def build_sequence_classifier(
 ) -> TaskModel:
     """A Functional `TaskModel` returning float32 logits of shape [batch, num_labels]."""
     inputs = model_inputs(input_names)
-    if pooling != "pooler":
+    if pooling == "pooler":
+        require_pooler(backbone)
+    else:
         freeze_unused_pooler(backbone)
-    outputs = backbone(inputs)
-    vector = pool(outputs, inputs["attention_mask"], pooling)
+    hidden, pooled = backbone_outputs(backbone, inputs, pooled=pooling == "pooler")
+    vector = pool(hidden, pooled, inputs["attention_mask"], pooling)
     vector = tf_keras.layers.Dropout(dropout, seed=seed, name="classifier_dropout")(vector)
     # float32 output keeps the softmax and loss stable under mixed precision.
     logits = tf_keras.layers.Dense(

@@ -2,21 +2,10 @@
 from __future__ import annotations
 
 from tfbert.errors import ConfigError
-from tfbert.modeling.backbone import main_layer as _main_layer
+from tfbert.modeling.backbone import embeddings_layer, encoder_blocks, pooler_layer
 
-
-def encoder_layers(backbone) -> list:
-    """The transformer blocks, bottom first."""
-    main = _main_layer(backbone)
-    for path in ("encoder.layer", "transformer.layer", "encoder.layers"):
-        obj = main
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        return list(obj)
-    raise ConfigError(f"training.freeze: cannot find the encoder layers of {type(backbone).__name__}")
+#: kept for callers that ask for "the encoder layers"
+encoder_layers = encoder_blocks
 
 
 def apply_freezing(backbone, mode: str, num_layers: int = 0) -> None:
@@ -25,7 +14,7 @@ def apply_freezing(backbone, mode: str, num_layers: int = 0) -> None:
     An unused pooler stays frozen (the classifier freezes it when it reads [CLS] or a mean):
     un-freezing the backbone must not bring back a layer that gets no gradient.
     """
-    pooler = getattr(_main_layer(backbone), "pooler", None)
+    pooler = pooler_layer(backbone)
     pooler_trainable = pooler.trainable if pooler is not None else True
     backbone.trainable = True
     if pooler is not None:
@@ -37,11 +26,11 @@ def apply_freezing(backbone, mode: str, num_layers: int = 0) -> None:
         return
     if mode != "bottom":
         raise ConfigError(f"config key 'training.freeze': {mode!r} is not allowed; expected none, bottom, backbone")
-    layers = encoder_layers(backbone)
+    layers = encoder_blocks(backbone)
     if num_layers > len(layers):
         raise ConfigError(
             f"config key 'training.freeze_layers': {num_layers} exceeds the model's {len(layers)} encoder layers"
         )
-    _main_layer(backbone).embeddings.trainable = False
+    embeddings_layer(backbone).trainable = False
     for layer in layers[:num_layers]:
         layer.trainable = False

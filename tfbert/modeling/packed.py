@@ -1,10 +1,9 @@
 """The packed twin of a task model: several examples per row, none attending to another.
 
-transformers' TF BERT builds its attention mask from a 2-D padding mask, which cannot keep packed
-examples apart. The twin therefore calls the backbone's own ``embeddings`` (with per-example
-``position_ids`` restarting at 0 and per-example ``token_type_ids``) and each ``encoder.layer``
-with an additive block-diagonal mask built from ``example_ids`` (token i may attend to token j
-iff both belong to the same example), then reads each example out of its row:
+tfbert's encoder takes packed rows natively (`tfbert.modeling.encoder`): given ``example_ids`` it
+builds an additive block-diagonal attention bias (token i may attend to token j iff both belong to
+the same example) and given ``position_ids`` (restarting at 0 for every example) it looks positions
+up per example. The twin feeds it a packed batch, then reads each example out of its row:
 
 - sequence classification: each example's own [CLS] (``example_starts``), or the pooler on it, or
   the mean over the example's tokens -> logits ``[packs, K, num_labels]``;
@@ -15,6 +14,8 @@ iff both belong to the same example), then reads each example out of its row:
 Every variable is the standard model's (same layer objects), so saving, export and serving keep
 using the unpacked model (`unpacked_model`); only training runs the twin. The loss is the mean
 over the examples (or labelled tokens) of a batch, as unpacked: empty slots carry IGNORE_INDEX.
+transformers' TF models build their mask from a 2-D padding mask and cannot keep packed examples
+apart, so packing needs the own encoder (``model.backbone: auto`` or ``tfbert``).
 """
 from __future__ import annotations
 
@@ -24,11 +25,10 @@ import tensorflow as tf
 import tf_keras
 
 from tfbert.errors import ConfigError
-from tfbert.modeling.backbone import find_backbone, main_layer
+from tfbert.modeling.backbone import apply_pooler, find_backbone, is_own_encoder
+from tfbert.modeling.encoder import SUPPORTED_MODEL_TYPES
+from tfbert.modeling.encoder.encoder import LAST_HIDDEN_STATE
 from tfbert.modeling.task_model import TaskModel
-
-#: ``config.model_type`` of backbones whose embeddings and encoder layers the twin can drive.
-SUPPORTED_MODEL_TYPES = ("bert",)
 
 #: Added to logits outside an example (float32 logits: exp underflows to exactly 0).
 _OUTSIDE = -1e9
@@ -42,27 +42,13 @@ def unpacked_model(model):
 
 
 def check_packable(backbone) -> None:
-    """Stop with one line unless the backbone is of the BERT architecture family."""
-    model_type = getattr(backbone.config, "model_type", type(backbone).__name__)
-    main = main_layer(backbone) if hasattr(backbone, "base_model_prefix") else None
-    layers = getattr(getattr(main, "encoder", None), "layer", None)
-    if model_type not in SUPPORTED_MODEL_TYPES or getattr(main, "embeddings", None) is None or not layers:
+    """Stop with one line unless the backbone is tfbert's own encoder."""
+    if not is_own_encoder(backbone):
+        model_type = getattr(getattr(backbone, "config", None), "model_type", type(backbone).__name__)
         raise ConfigError(
-            f"config key 'data.padding': packed supports model types {', '.join(SUPPORTED_MODEL_TYPES)} "
-            f"(BERT, MiniLM and other BertModel checkpoints); {type(backbone).__name__} is {model_type!r}: "
-            "use data.padding: bucket or max_length")
-
-
-@tf_keras.utils.register_keras_serializable(package="tfbert")
-class BlockAttentionBias(tf_keras.layers.Layer):
-    """``example_ids [b, seq]`` -> additive mask ``[b, 1, seq, seq]``: 0 within an example, -10000 elsewhere.
-
-    -10000 is what BERT adds on padding, so an example's attention equals its unpacked attention.
-    """
-
-    def call(self, example_ids):
-        same = tf.equal(example_ids[:, :, None], example_ids[:, None, :]) & (example_ids[:, None, :] > 0)
-        return ((1.0 - tf.cast(same, self.compute_dtype)) * -10000.0)[:, None, :, :]
+            f"config key 'data.padding': packed needs tfbert's own encoder (model types "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}; model.backbone auto or tfbert); this backbone is "
+            f"transformers' {type(backbone).__name__} ({model_type!r}): use data.padding: bucket or max_length")
 
 
 @tf_keras.utils.register_keras_serializable(package="tfbert")
@@ -123,15 +109,10 @@ def packed_inputs(input_names: list[str], max_seq_length: int, max_examples_per_
     return inputs
 
 
-def packed_hidden_states(main, inputs: dict) -> tf.Tensor:
-    """Last hidden states ``[b, seq, h]`` of the backbone's main layer over packed rows."""
-    hidden = main.embeddings(input_ids=inputs["input_ids"], position_ids=inputs["position_ids"],
-                             token_type_ids=inputs.get("token_type_ids"))
-    bias = BlockAttentionBias(name="block_attention_bias")(inputs["example_ids"])
-    for layer in main.encoder.layer:
-        hidden = layer(hidden_states=hidden, attention_mask=bias, head_mask=None, encoder_hidden_states=None,
-                       encoder_attention_mask=None, past_key_value=None, output_attentions=False)[0]
-    return hidden
+def packed_hidden_states(encoder, inputs: dict) -> tf.Tensor:
+    """Last hidden states ``[b, seq, h]`` of the encoder over packed rows (each example attends to itself)."""
+    names = ("input_ids", "token_type_ids", "position_ids", "example_ids")
+    return encoder({n: inputs[n] for n in names if n in inputs})[LAST_HIDDEN_STATE]
 
 
 def build_packed_model(model: TaskModel, task, max_seq_length: int, max_examples_per_pack: int,
@@ -140,7 +121,8 @@ def build_packed_model(model: TaskModel, task, max_seq_length: int, max_examples
 
     Args:
         model: the standard model (`Task.build_model`), which stays the one saved and exported.
-        task: the `tfbert.tasks.Task`, whose `packed_outputs` reads each example out of its row.
+        task: the `tfbert.tasks.Task`, whose `packed_outputs` reads each example out of its row
+            (given the encoder as its ``main`` argument).
         max_seq_length: tokens per row.
         max_examples_per_pack: example slots per row.
         pooling: ``model.pooling`` of a sequence classifier.
@@ -149,33 +131,26 @@ def build_packed_model(model: TaskModel, task, max_seq_length: int, max_examples
         >>> twin = build_packed_model(model, get_task("sequence_classification"), 128, 32)  # doctest: +SKIP
         >>> twin.compile(optimizer, **get_task("sequence_classification").packed_compile_args())  # doctest: +SKIP
     """
-    backbone = find_backbone(model)
-    check_packable(backbone)
-    main = main_layer(backbone)
+    encoder = find_backbone(model)
+    check_packable(encoder)
     names = list(model.input.keys()) if isinstance(model.input, dict) else [t.name for t in model.inputs]
     inputs = packed_inputs(names, max_seq_length, max_examples_per_pack)
-    hidden = packed_hidden_states(main, inputs)
-    outputs = task.packed_outputs(model, main, hidden, inputs, max_examples_per_pack, pooling)
+    hidden = packed_hidden_states(encoder, inputs)
+    outputs = task.packed_outputs(model, encoder, hidden, inputs, max_examples_per_pack, pooling)
     twin = TaskModel(inputs=inputs, outputs=outputs, name=f"{model.name}_packed",
                      gradient_accumulation_steps=model.gradient_accumulation_steps)
     _UNPACKED[twin] = model
     return twin
 
 
-def packed_sequence_vector(main, hidden, inputs: dict, max_examples_per_pack: int, pooling: str):
+def packed_sequence_vector(encoder, hidden, inputs: dict, max_examples_per_pack: int, pooling: str):
     """Each example's sentence vector ``[packs, K, hidden]``: its own [CLS], the pooler on it, or its mean."""
-    k = max_examples_per_pack
     if pooling == "mean":
-        membership = ExampleTokens(k, name="example_tokens")(inputs["example_ids"])
+        membership = ExampleTokens(max_examples_per_pack, name="example_tokens")(inputs["example_ids"])
         return MeanExamples(name="example_mean")([hidden, membership])
     vector = GatherExamples(name="example_cls")([hidden, inputs["example_starts"]])
-    if pooling == "pooler":
-        # BERT's pooler reads position 0 of a [batch, seq, h] tensor: give it one example per row.
-        width = hidden.shape[-1]
-        pooled = main.pooler(hidden_states=tf.reshape(vector, [-1, 1, width]))
-        vector = tf.reshape(pooled, [-1, k, width])
-    return vector
+    return apply_pooler(encoder, vector) if pooling == "pooler" else vector
 
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "build_packed_model", "check_packable", "packed_inputs",
+__all__ = ["build_packed_model", "check_packable", "packed_hidden_states", "packed_inputs",
            "packed_sequence_vector", "unpacked_model"]

@@ -1,26 +1,32 @@
 """`save_pretrained` / `load_pretrained` for fine-tuned tfbert models.
 
 A model directory is a **transformers model directory** (format 2): a fresh Python process that
-never imports tfbert loads it with ``TFAutoModelFor<Task>.from_pretrained(dir)`` or
-``pipeline(task, model=dir, framework="tf")``::
+never imports tfbert loads it with ``AutoModelFor<Task>.from_pretrained(dir)`` (PyTorch, any
+transformers release including 5), ``TFAutoModelFor<Task>`` (transformers 4) or
+``pipeline(task, model=dir)``::
 
     model/
       config.json            transformers config: architectures, id2label / label2id
-      tf_model.h5            weights under the transformers class's variable names
+      model.safetensors      weights under PyTorch parameter names (format: pt): transformers 5, PyTorch stacks
+      tf_model.h5            the same weights under TF names: transformers 4's TF classes
       tokenizer.json, vocab.txt, tokenizer_config.json, special_tokens_map.json
       README.md              model card with the Hub's metadata block
       tfbert_config.yaml     the experiment config that trained it   } extra files that
       labels.json            label order                             } transformers
-      tfbert_model.json      format, task, head, pooling             } ignores
+      tfbert_model.json      format, task, head, pooling, backbone   } ignores
       tfbert_head.safetensors  only for heads without a transformers class (see below)
 
-Heads. Where tfbert's head is a transformers head (``pooling: pooler`` on BERT-style models is
-``TF<Arch>ForSequenceClassification``; the token head is ``…ForTokenClassification``; the span head
-is ``…ForQuestionAnswering``), the model is saved as that class: its weights are copied by name and
-the logits of both models are compared on a batch before anything is written. Heads transformers
-has no class for (``pooling: cls`` or ``mean``, or an architecture whose own head differs) are saved
-as a standard backbone directory (``architectures: [<Arch>Model]``, loads with ``TFAutoModel``) plus
-the dense head in ``tfbert_head.safetensors``; ``tfbert_model.json`` and the card say so.
+Weights. With tfbert's own encoder (`tfbert.modeling.encoder`) both files are written straight
+from the encoder's variables under transformers' names (`encoder.checkpoint`), no transformers
+class involved; with a transformers backbone the transformers twin's TF weights are written, and
+renamed by transformers' TF -> PyTorch rule for ``model.safetensors``. Either file loads back.
+
+Heads. Where tfbert's head is a transformers head (``pooling: pooler`` on BERT is
+``BertForSequenceClassification``'s own head; the token head is ``…ForTokenClassification``; the
+span head ``…ForQuestionAnswering``), the model is saved as that class. Heads transformers has no
+class for (``pooling: cls`` or ``mean``, or an architecture whose own head differs, such as
+RoBERTa's) are saved as a standard backbone directory (``architectures: [<Arch>Model]``) plus the
+dense head in ``tfbert_head.safetensors``; ``tfbert_model.json`` and the card say so.
 
 Directories written before (format 1: ``weights.*`` TF checkpoint, ``backbone/``, ``tokenizer/``)
 still load; ``tools/export.py --model OLD --format transformers --output NEW`` migrates one.
@@ -42,7 +48,12 @@ import yaml
 
 from tfbert.config import ExperimentConfig, config_from_dict
 from tfbert.errors import ModelError
-from tfbert.modeling.backbone import find_backbone, main_layer, model_input_names
+from tfbert.modeling.backbone import find_backbone, is_own_encoder, main_layer, model_input_names, uses_own_encoder
+from tfbert.modeling.encoder import build_encoder, encoder_config_from_dict, read_config_json
+from tfbert.modeling.encoder.checkpoint import (
+    SAFETENSORS, TF_H5, dense_from_state_dict, dense_state_dict, encoder_state_dict, load_encoder_weights,
+    pt_name_from_tf, read_state_dict, save_safetensors, save_tf_h5, snake_scope,
+)
 from tfbert.tasks.registry import get_task_class
 from tfbert.training.compile import compile_model
 from tfbert.utils.files import atomic_directory
@@ -86,7 +97,7 @@ def _key(variable) -> str:
 
 
 def _copymain_layer(source, target, require_all_targets: bool) -> None:
-    """Assign the target main layer's variables from the source's, matched by name."""
+    """Assign the target main layer's variables from the source's, matched by name (transformers backbones)."""
     values = {_key(v): v for v in main_layer(source).weights}
     targets = main_layer(target).weights
     missing = [_key(v) for v in targets if _key(v) not in values]
@@ -106,20 +117,21 @@ def _check_inputs(tokenizer, input_names: list[str], pair: bool) -> dict[str, np
     return {name: encoded[name].astype(np.int32) for name in input_names if name in encoded}
 
 
-def _outputs(result) -> list[np.ndarray]:
-    """Logits of a tfbert model (tensor or dict) or a transformers model output, in a fixed order."""
-    if isinstance(result, dict) and "start_logits" in result:
-        return [np.asarray(result["start_logits"]), np.asarray(result["end_logits"])]
-    if hasattr(result, "start_logits"):
-        return [result.start_logits.numpy(), result.end_logits.numpy()]
-    return [np.asarray(getattr(result, "logits", result))]
+def _outputs(result, names: tuple[str, ...]) -> list[np.ndarray]:
+    """A model's outputs in the task's order (`Task.output_names`): a tfbert tensor or dict, or a
+    transformers output object, whose attributes carry the same names."""
+    if isinstance(result, dict):
+        return [np.asarray(result[n]) for n in names]
+    if hasattr(result, "to_tuple"):
+        return [np.asarray(getattr(result, n)) for n in names]
+    return [np.asarray(result)]
 
 
-def _same_outputs(task_model, hf_model, tokenizer, input_names: list[str], pair: bool) -> float:
-    """Largest absolute logit difference of the two models on a fixed batch."""
+def _same_outputs(task_model, hf_model, tokenizer, input_names: list[str], pair: bool, names: tuple[str, ...]) -> float:
+    """Largest absolute output difference of the two models on a fixed batch."""
     batch = _check_inputs(tokenizer, input_names, pair)
-    ours = _outputs(task_model(batch, training=False))
-    theirs = _outputs(hf_model({k: tf.constant(v) for k, v in batch.items()}, training=False))
+    ours = _outputs(task_model(batch, training=False), names)
+    theirs = _outputs(hf_model({k: tf.constant(v) for k, v in batch.items()}, training=False), names)
     return max(float(np.max(np.abs(a - b))) for a, b in zip(ours, theirs))
 
 
@@ -129,11 +141,110 @@ def _tolerance(task_model) -> float:
     return 1e-4 if task_model.compute_dtype == "float32" else 5e-2
 
 
+def _labels_config(raw: dict, label_names: list[str], task) -> dict:
+    """The saved config.json: the checkpoint's own, with the task's labels (and problem type)."""
+    config = dict(raw)
+    for name, value in task.hf_config_updates(label_names).items():
+        if name == "num_labels":
+            continue  # transformers derives it from id2label and never writes it
+        config[name] = {str(k): v for k, v in value.items()} if name == "id2label" else value
+    return config
+
+
 def _labelled_config(backbone_config, label_names: list[str], task):
     config = copy.deepcopy(backbone_config)
     for name, value in task.hf_config_updates(label_names).items():
         setattr(config, name, value)
     return config
+
+
+def _hf_head_class(task, config: ExperimentConfig, backbone) -> Optional[str]:
+    """The transformers class tfbert's head equals (``BertForTokenClassification``…), or None.
+
+    Sequence heads equal transformers' only on BERT's pooler (RoBERTa's and ELECTRA's own heads
+    are two dense layers); token and span heads equal every family's.
+    """
+    if not task.has_hf_head(config):
+        return None
+    family = backbone.config.family
+    suffix = task.hf_auto_class.removeprefix("TFAutoModel")
+    if config.model.pooling == "pooler" and suffix == "ForSequenceClassification" and not family.pooler_is_hf_head:
+        return None
+    return family.base_class.removesuffix("Model") + suffix
+
+
+def _head_kernel(model, head_name: str) -> tuple[np.ndarray, np.ndarray]:
+    kernel, bias = (np.asarray(w) for w in model.get_layer(head_name).get_weights())
+    return kernel, bias
+
+
+# ---------------------------------------------------------------- save
+
+def _save_own_encoder(tmp: Path, model, encoder, config: ExperimentConfig, label_names: list[str], task,
+                      manifest: dict) -> None:
+    """model.safetensors + tf_model.h5 + config.json straight from tfbert's encoder."""
+    head_class = _hf_head_class(task, config, encoder)
+    family = encoder.config.family
+    head_name = task.head_name
+    kernel, bias = _head_kernel(model, head_name)
+    raw = _labels_config(encoder.config.raw, label_names, task)
+    if head_class is not None:
+        # The pooler belongs to the class only where its head reads it (BERT's sequence head).
+        reads_pooler = config.model.pooling == "pooler" and head_class.endswith("ForSequenceClassification")
+        state = {**encoder_state_dict(encoder, prefix=family.prefix, include_pooler=reads_pooler),
+                 **dense_state_dict(head_name, kernel, bias)}
+        save_safetensors(tmp / SAFETENSORS, state)
+        save_tf_h5(tmp / TF_H5, state, snake_scope("TF" + head_class))
+        raw["architectures"] = [head_class]
+        manifest.update(head="transformers", architecture=head_class)
+    else:
+        from safetensors.numpy import save_file
+
+        # A bare backbone checkpoint: PyTorch's <Arch>Model has no prefix, TF's TF<Arch>Model has one.
+        save_safetensors(tmp / SAFETENSORS, encoder_state_dict(encoder))
+        save_tf_h5(tmp / TF_H5, encoder_state_dict(encoder, prefix=family.prefix), snake_scope("TF" + family.base_class))
+        raw["architectures"] = [family.base_class]
+        save_file({f"{head_name}.kernel": kernel, f"{head_name}.bias": bias}, str(tmp / HEAD_FILE),
+                  metadata={"pooling": config.model.pooling, "task": config.task.type})
+        manifest.update(head="tfbert", architecture=family.base_class, head_file=HEAD_FILE, note=head_note(config))
+    (tmp / "config.json").write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _tf_state_dict(layer) -> dict[str, np.ndarray]:
+    """A transformers TF model's weights under PyTorch names (transformers' TF -> PyTorch rule)."""
+    out = {}
+    for variable in layer.weights:
+        name, transpose = pt_name_from_tf(variable.name)
+        value = np.asarray(variable.numpy(), np.float32)
+        out[name] = np.ascontiguousarray(value.T if transpose and value.ndim == 2 else value)
+    return out
+
+
+def _save_transformers(tmp: Path, model, backbone, tokenizer, config: ExperimentConfig, label_names: list[str], task,
+                       manifest: dict) -> None:
+    """The general path: transformers' own TF classes write tf_model.h5; model.safetensors is renamed from it."""
+    hf = _transformers_twin(model, backbone, tokenizer, config, label_names)
+    if hf is not None:
+        hf.save_pretrained(str(tmp))
+        save_safetensors(tmp / SAFETENSORS, _tf_state_dict(hf))
+        manifest.update(head="transformers", architecture=type(hf).__name__.removeprefix("TF"))
+        return
+    from safetensors.numpy import save_file
+
+    backbone.save_pretrained(str(tmp))
+    # PyTorch's <Arch>Model keys carry no prefix.
+    state = _tf_state_dict(backbone)
+    prefix = backbone.base_model_prefix + "."
+    save_safetensors(tmp / SAFETENSORS, {k.removeprefix(prefix): v for k, v in state.items()})
+    # The backbone's own config object is shared with the live model: label a copy.
+    labelled = _labelled_config(backbone.config, label_names, task)
+    labelled.architectures = [type(backbone).__name__.removeprefix("TF")]
+    labelled.save_pretrained(str(tmp))
+    kernel, bias = _head_kernel(model, task.head_name)
+    save_file({f"{task.head_name}.kernel": kernel, f"{task.head_name}.bias": bias}, str(tmp / HEAD_FILE),
+              metadata={"pooling": config.model.pooling, "task": config.task.type})
+    manifest.update(head="tfbert", architecture=type(backbone).__name__.removeprefix("TF"), head_file=HEAD_FILE,
+                    note=head_note(config))
 
 
 def _transformers_twin(model, backbone, tokenizer, config: ExperimentConfig, label_names: list[str]):
@@ -153,12 +264,11 @@ def _transformers_twin(model, backbone, tokenizer, config: ExperimentConfig, lab
             hf_head.set_weights([np.asarray(w) for w in our_head.get_weights()])
         except (ValueError, KeyError, AttributeError):
             return None  # an architecture whose own head is not tfbert's: saved as backbone + head
-    if _same_outputs(model, hf, tokenizer, model_input_names(tokenizer), task.reads_pairs(config)) > _tolerance(model):
+    if _same_outputs(model, hf, tokenizer, model_input_names(tokenizer), task.reads_pairs(config),
+                     task.output_names) > _tolerance(model):
         return None
     return hf
 
-
-# ---------------------------------------------------------------- save
 
 def save_pretrained(directory: str | Path, model, tokenizer, config: ExperimentConfig, label_names: list[str],
                     card: Optional[str] = None) -> Path:
@@ -169,28 +279,16 @@ def save_pretrained(directory: str | Path, model, tokenizer, config: ExperimentC
     from tfbert.model_card import render_model_card
 
     backbone = find_backbone(model)
-    hf = _transformers_twin(model, backbone, tokenizer, config, label_names)
     task = get_task_class(config.task.type)()
-    head_name = task.head_name
+    own = is_own_encoder(backbone)
     manifest = {"format": FORMAT_VERSION, "task": config.task.type, "pooling": config.model.pooling,
-                "pipeline_tag": task.pipeline_tag[0]}
+                "pipeline_tag": task.pipeline_tag[0], "backbone": "tfbert" if own else "transformers",
+                "weights": [SAFETENSORS, TF_H5]}
     with atomic_directory(directory) as tmp:
-        if hf is not None:
-            hf.save_pretrained(str(tmp))
-            manifest.update(head="transformers", architecture=type(hf).__name__)
+        if own:
+            _save_own_encoder(tmp, model, backbone, config, label_names, task, manifest)
         else:
-            from safetensors.numpy import save_file
-
-            backbone.save_pretrained(str(tmp))
-            # The backbone's own config object is shared with the live model: label a copy.
-            labelled = _labelled_config(backbone.config, label_names, task)
-            labelled.architectures = [type(backbone).__name__.removeprefix("TF")]
-            labelled.save_pretrained(str(tmp))
-            kernel, bias = (np.asarray(w) for w in model.get_layer(head_name).get_weights())
-            save_file({f"{head_name}.kernel": kernel, f"{head_name}.bias": bias}, str(tmp / HEAD_FILE),
-                      metadata={"pooling": config.model.pooling, "task": config.task.type})
-            manifest.update(head="tfbert", architecture=type(backbone).__name__, head_file=HEAD_FILE,
-                            note=head_note(config))
+            _save_transformers(tmp, model, backbone, tokenizer, config, label_names, task, manifest)
         tokenizer.save_pretrained(str(tmp))
         (tmp / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
         (tmp / LABELS_FILE).write_text(json.dumps(
@@ -209,8 +307,8 @@ def head_note(config: ExperimentConfig) -> str:
     vector = {"cls": "the last hidden state of the first token ([CLS])", "mean": "the attention-masked mean "
               "of the last hidden states", "pooler": "the pooler output"}[config.model.pooling]
     return (f"tfbert head (model.pooling: {config.model.pooling}) has no transformers class: this directory "
-            f"is the fine-tuned backbone (TFAutoModel) plus {HEAD_FILE}, where logits = {vector} @ "
-            "classifier.kernel + classifier.bias. TFAutoModelForSequenceClassification would add an "
+            f"is the fine-tuned backbone (AutoModel) plus {HEAD_FILE}, where logits = {vector} @ "
+            "classifier.kernel + classifier.bias. AutoModelForSequenceClassification would add an "
             "untrained head; load with tfbert.load_pretrained or serve tfbert's SavedModel.")
 
 
@@ -266,7 +364,7 @@ def _check_num_labels(directory: Path, num_labels: Optional[int], label_names: l
 def load_pretrained(directory: str | Path, num_labels: int | None = None) -> FineTunedModel:
     """Rebuild the compiled Keras task model from a fine-tuned model directory (either format).
 
-    For a base (not fine-tuned) checkpoint use `tfbert.pretrained.load_backbone`.
+    For a base (not fine-tuned) checkpoint use `tfbert.modeling.backbone.load_backbone`.
 
     Args:
         directory: ``RUN/model`` as written by training or `save_pretrained`.
@@ -290,7 +388,14 @@ def load_pretrained(directory: str | Path, num_labels: int | None = None) -> Fin
     if is_legacy_dir(directory):
         model = _load_legacy(directory, config, task, label_names, tokenizer)  # compiled before restoring
     else:
-        model = _load_transformers_dir(directory, config, task, label_names, tokenizer)
+        manifest = _read_manifest(directory)
+        from tfbert.pretrained import check_config_file
+
+        check_config_file(directory)
+        if uses_own_encoder(read_config_json(directory), config.model.backbone):
+            model = _load_own_encoder_dir(directory, config, task, label_names, tokenizer, manifest)
+        else:
+            model = _load_transformers_dir(directory, config, task, label_names, tokenizer, manifest)
         compile_model(model, config, total_steps=1, task=task)
     return FineTunedModel(model=model, tokenizer=tokenizer, config=config, label_names=label_names, directory=directory)
 
@@ -329,38 +434,59 @@ def _read_manifest(directory: Path) -> dict:
         raise ModelError(f"{path}: not valid JSON") from None
 
 
+def _weights_file(directory: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        if (directory / name).is_file():
+            return directory / name
+    if any(directory.glob("*.bin")):
+        raise ModelError(f"{directory}: only pickle weights (pytorch_model.bin) found; tfbert never unpickles")
+    raise ModelError(f"{directory / names[0]}: weights not found")
+
+
+def _load_own_encoder_dir(directory: Path, config: ExperimentConfig, task, label_names: list[str], tokenizer,
+                          manifest: dict):
+    """Rebuild the task model on tfbert's encoder from model.safetensors (or tf_model.h5)."""
+    raw = read_config_json(directory)
+    if task.one_output_per_label and raw.get("num_labels", len(raw.get("id2label", label_names))) != len(label_names):
+        raise ModelError(f"{directory / 'config.json'}: {len(raw.get('id2label', {}))} labels, but {LABELS_FILE} "
+                         f"lists {len(label_names)}")
+    weights = _weights_file(directory, (SAFETENSORS, TF_H5))
+    state = read_state_dict(weights)
+    encoder = build_encoder(encoder_config_from_dict(raw))
+    model = task.build_model(encoder, config, len(label_names), model_input_names(tokenizer))
+    load_encoder_weights(encoder, state, source=str(weights))
+    head_name = task.head_name
+    if manifest.get("head") == "tfbert":
+        kernel, bias = _read_head(directory / HEAD_FILE, head_name)
+    else:
+        kernel, bias = dense_from_state_dict(state, head_name, source=str(weights))
+    try:
+        model.get_layer(head_name).set_weights([kernel, bias])
+    except ValueError as exc:
+        raise ModelError(f"{weights}: the {head_name} weights do not match the model ({_first_line(exc)})") from None
+    return model
+
+
 def _transformers_config(directory: Path, label_names: list[str], task):
     from transformers import AutoConfig
 
-    from tfbert.pretrained import check_config_file
-
-    check_config_file(directory)
     try:
         hf_config = AutoConfig.from_pretrained(str(directory))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{directory / 'config.json'}: not a transformers config ({_first_line(exc)})") from None
-    if task.has_labels and hf_config.num_labels != len(label_names):
+    if task.one_output_per_label and hf_config.num_labels != len(label_names):
         raise ModelError(f"{directory / 'config.json'}: {hf_config.num_labels} labels, but {LABELS_FILE} "
                          f"lists {len(label_names)}")
     return hf_config
 
 
-def _weights_file(directory: Path) -> Path:
-    weights = directory / "tf_model.h5"
-    if weights.is_file():
-        return weights
-    if any(directory.glob("*.bin")):
-        raise ModelError(f"{directory}: only pickle weights (pytorch_model.bin) found; tfbert never unpickles")
-    raise ModelError(f"{weights}: weights not found")
-
-
-def _load_transformers_dir(directory: Path, config: ExperimentConfig, task, label_names: list[str], tokenizer):
+def _load_transformers_dir(directory: Path, config: ExperimentConfig, task, label_names: list[str], tokenizer,
+                           manifest: dict):
     import transformers
 
-    manifest = _read_manifest(directory)
     class_name, head_name = task.hf_auto_class, task.head_name
     hf_config = _transformers_config(directory, label_names, task)
-    weights = _weights_file(directory)
+    weights = _weights_file(directory, (TF_H5,))
     loader = transformers.TFAutoModel if manifest.get("head") == "tfbert" else getattr(transformers, class_name)
     try:
         # Weights are matched to the model's shapes here: a truncated file or one of another
@@ -382,7 +508,8 @@ def _load_transformers_dir(directory: Path, config: ExperimentConfig, task, labe
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{weights}: weights do not match the model ({_first_line(exc)})") from None
     if manifest.get("head") != "tfbert":
-        if _same_outputs(model, source, tokenizer, model_input_names(tokenizer), task.reads_pairs(config)) > _tolerance(model):
+        if _same_outputs(model, source, tokenizer, model_input_names(tokenizer), task.reads_pairs(config),
+                         task.output_names) > _tolerance(model):
             raise ModelError(f"{directory}: the rebuilt tfbert model does not reproduce {type(source).__name__}")
     return model
 

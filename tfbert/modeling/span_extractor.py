@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tf_keras
 
-from tfbert.modeling.backbone import freeze_unused_pooler, head_initializer, model_inputs
+from tfbert.modeling.backbone import backbone_outputs, freeze_unused_pooler, head_initializer, model_inputs
 from tfbert.modeling.task_model import TaskModel
 
 START, END = "start_logits", "end_logits"
@@ -17,7 +17,7 @@ def build_span_model(backbone, input_names: list[str], gradient_accumulation_ste
     """
     inputs = model_inputs(input_names)
     freeze_unused_pooler(backbone)  # span heads never read the pooler
-    hidden = backbone(inputs).last_hidden_state
+    hidden, _ = backbone_outputs(backbone, inputs)
     logits = tf_keras.layers.Dense(2, kernel_initializer=head_initializer(backbone, seed), dtype="float32",
                                    name="qa_outputs")(hidden)
     start = tf_keras.layers.Lambda(lambda t: t[..., 0], name=START, dtype="float32")(logits)

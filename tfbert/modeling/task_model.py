@@ -7,6 +7,11 @@ micro-batches of size b give the same update as one batch of N·b (for a mean-re
 Clipping (``global_clipnorm``) and loss scaling act on the accumulated gradient, inside the
 optimizer.
 
+XLA. ``compile(jit_compile=True)`` compiles the *training* step only (one micro-batch's forward,
+backward and, without accumulation, the update; with accumulation the accumulate and apply
+replica functions each), which is what TPUs compile anyway. Prediction and evaluation stay
+uncompiled: evaluation batches come in many widths, and XLA compiles once per shape.
+
 Why the train function is replaced rather than `train_step`: the update must happen only every
 N-th step, and ``optimizer.apply_gradients`` synchronises replicas through ``merge_call``, which
 Mirrored and MultiWorkerMirrored strategies refuse inside a ``tf.cond`` branch of the replica
@@ -67,6 +72,19 @@ class TaskModel(tf_keras.Model):
         self._step_stats: _StepStats | None = None
         #: Steps of the first `fit` epoch already done by an interrupted run (read once by `fit`).
         self.resume_at_step = 0
+        #: XLA-compile the training step (`compile(jit_compile=...)`); see the module docstring.
+        self.jit_train_step = False
+        self._xla_train_step = None
+
+    def compile(self, *args, jit_compile=None, **kwargs):
+        super().compile(*args, jit_compile=False, **kwargs)
+        self._set_jit(bool(jit_compile))
+
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _set_jit(self, jit: bool) -> None:
+        """Not tracked: the compiled step is not part of the model that checkpoints and exports see."""
+        self.jit_train_step = jit
+        self._xla_train_step = tf.function(self._train_step, jit_compile=True, reduce_retracing=True) if jit else None
 
     def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
         # Keras asks this at the start of fit; BackupAndRestore answers through it too.
@@ -171,7 +189,9 @@ class TaskModel(tf_keras.Model):
         # norm exact; replicas and accumulators get dense gradients so that all strategies agree.
         # On one device the rows stay sparse until the optimizer, so clipping scales only the rows
         # of the batch's tokens instead of the whole 30k-row matrix (docs/benchmarks.md).
-        keep_sparse = not tf.distribute.has_strategy() and self.gradient_accumulation_steps == 1
+        # XLA needs static shapes, which de-duplicating rows (tf.unique) has not: dense there.
+        keep_sparse = (not tf.distribute.has_strategy() and self.gradient_accumulation_steps == 1
+                       and not self.jit_train_step)
         grads = [_deduplicated(g) if keep_sparse and isinstance(g, tf.IndexedSlices)
                  else None if g is None else tf.convert_to_tensor(g) for g in grads]
         return grads, self.compute_metrics(x, y, y_pred, sample_weight)
@@ -179,6 +199,12 @@ class TaskModel(tf_keras.Model):
     def train_step(self, data):
         if self.gradient_accumulation_steps > 1:
             raise RuntimeError("train_step is replaced by the accumulating train function; call fit")
+        if self._xla_train_step is not None:
+            # As Keras' own jit_compile does with its step: a compiled function inside the train function.
+            return self._xla_train_step(data)
+        return self._train_step(data)
+
+    def _train_step(self, data):
         grads, outputs = self._gradients(data)
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, self.trainable_variables) if g is not None])
@@ -214,14 +240,18 @@ class TaskModel(tf_keras.Model):
         self._build_accumulators()
         strategy = self.distribute_strategy
         steps = self.gradient_accumulation_steps
+        accumulate, apply_accumulated = self._accumulate_step, self._apply_accumulated
+        if self.jit_train_step:
+            accumulate = tf.function(accumulate, jit_compile=True, reduce_retracing=True)
+            apply_accumulated = tf.function(apply_accumulated, jit_compile=True)
 
         def step_function(iterator):
-            outputs = strategy.run(self._accumulate_step, args=(next(iterator),))
+            outputs = strategy.run(accumulate, args=(next(iterator),))
             outputs = reduce_per_replica(outputs, strategy, reduction=self.distribute_reduction_method)
             micro_step = self._micro_step.assign_add(1)
 
             def apply():
-                strategy.run(self._apply_accumulated)
+                strategy.run(apply_accumulated)
                 return tf.constant(True)
 
             tf.cond(tf.equal(micro_step % steps, 0), apply, lambda: tf.constant(False))

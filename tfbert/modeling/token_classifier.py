@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tf_keras
 
-from tfbert.modeling.backbone import freeze_unused_pooler, head_initializer, model_inputs
+from tfbert.modeling.backbone import backbone_outputs, freeze_unused_pooler, head_initializer, model_inputs
 from tfbert.modeling.task_model import TaskModel
 
 
@@ -12,7 +12,7 @@ def build_token_classifier(backbone, num_labels: int, input_names: list[str], dr
     """A Functional `TaskModel` returning logits [batch, seq, num_labels]."""
     inputs = model_inputs(input_names)
     freeze_unused_pooler(backbone)  # per-token heads never read the pooler
-    hidden = backbone(inputs).last_hidden_state
+    hidden, _ = backbone_outputs(backbone, inputs)
     hidden = tf_keras.layers.Dropout(dropout, seed=seed, name="classifier_dropout")(hidden)
     logits = tf_keras.layers.Dense(num_labels, kernel_initializer=head_initializer(backbone, seed), dtype="float32",
                                    name="classifier")(hidden)

@@ -1,10 +1,13 @@
-"""The report's evaluation figures: confusion matrix, per-class and per-entity scores, QA errors.
+"""The report's evaluation figures: confusion matrix, per-class and per-entity scores, QA errors, and
+the panels of figures a task draws itself (`task_drawn_figures`).
 
 Each takes the runs to overlay and returns a Figure, or raises `Skipped` with the reason.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+import importlib
+from typing import Callable, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -142,6 +145,37 @@ def qa_errors_figure(runs: Sequence[RunData]) -> Figure:
     axes[1].set_title("Error rate by answer length")
     fig.suptitle(f"Answer lengths of errors ({_split(runs[0])})" if len(runs) == 1 else "Answer lengths of errors")
     return finish(fig, axes)
+
+
+def task_drawn_figures() -> list[tuple[str, str, str, Callable[[Sequence[RunData]], Figure]]]:
+    """The figures tasks draw themselves (`Task.report_figure_drawers`), as `FIGURES` entries.
+
+    Each becomes one panel per run whose task lists the figure and which has an evaluation; the
+    task's function draws the panel from that evaluation, so a task adds a figure without a shared
+    module knowing it.
+    """
+    from tfbert.tasks.registry import task_classes
+
+    entries: dict[str, tuple[str, str, str]] = {}
+    for cls in task_classes():
+        for name, spec in cls.report_figure_drawers.items():
+            entries.setdefault(name, spec)
+    return [(name, title, caption, functools.partial(_task_panels, name, where))
+            for name, (title, caption, where) in entries.items()]
+
+
+def _task_panels(name: str, where: str, runs: Sequence[RunData]) -> Figure:
+    """One panel per evaluated run, drawn by the task's ``module:function`` (``function(ax, evaluation)``)."""
+    runs = _evaluated(runs, name, "metrics")
+    if not runs:
+        raise Skipped("no evaluation in eval_results.json (no test or validation split evaluated)")
+    module, _, function = where.partition(":")
+    draw = getattr(importlib.import_module(module), function)
+    fig, axes = new_figure(len(runs), width=4.8 * len(runs) + 0.6, height=4.6)
+    for ax, run in zip(axes, runs):
+        draw(ax, run.evaluation)
+        ax.set_title(f"{run.name}\n({_split(run)})", fontsize=10)
+    return finish(fig, axes, legend=False)
 
 
 #: (file stem, title, caption, function); task figures skip themselves for other tasks.

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from tfbert.reporting.evaluation_figures import confusion_figure, per_class_figure, per_entity_figure, qa_errors_figure
+from tfbert.reporting.evaluation_figures import (confusion_figure, per_class_figure, per_entity_figure,
+                                                qa_errors_figure, task_drawn_figures)
 from tfbert.reporting.plotting import (DPI, LINESTYLES, MARKERS, Skipped, finish, new_figure, run_color, series_label,
                                        smoothed, task_figures)
 from tfbert.reporting.runs import RunData
@@ -212,7 +213,8 @@ def draw_figures(runs: Sequence[RunData], directory: str | Path) -> list[FigureR
     tasks = {run.task for run in runs}
     owners = task_figures()
     results = []
-    for name, title, caption, draw in FIGURES:
+    # The shared figures, then those tasks draw themselves (`Task.report_figure_drawers`).
+    for name, title, caption, draw in [*FIGURES, *task_drawn_figures()]:
         if name in owners and not owners[name] & tasks:
             continue
         result = FigureResult(name, title, caption)

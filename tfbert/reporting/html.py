@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from tfbert.config_values import flatten_keys
+from tfbert.config import flatten_keys
 from tfbert.reporting.runs import RunData, load_run
 from tfbert.utils.files import write_text
 
@@ -24,6 +24,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #444; margin-top: 0.3em; }
 .note { background: #f6f6f6; border-left: 4px solid #bbb; padding: 0.5em 0.8em; margin: 1em 0; }
+.warning { background: #fdecea; border-left: 4px solid #c62828; padding: 0.5em 0.8em; margin: 1em 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 """
 
@@ -96,6 +97,17 @@ def _table(runs: Sequence[RunData], rows: list[tuple[str, list]], highlight: boo
     return f"<table><tr><th></th>{head}</tr>{''.join(body)}</table>"
 
 
+def _warnings(runs: Sequence[RunData]) -> str:
+    """The evaluation's warning (a model no better than a constant guess), above everything else."""
+    parts = []
+    for run in runs:
+        warning = (run.evaluation or {}).get("warning")
+        if warning:
+            prefix = f"{_e(run.name)}: " if len(runs) > 1 else ""
+            parts.append(f"<p class=\"warning\"><b>Warning</b>: {prefix}{_e(warning)}</p>")
+    return "".join(parts)
+
+
 def _plan_section(runs: Sequence[RunData]) -> str:
     parts = []
     for run in runs:
@@ -133,6 +145,7 @@ def render_html(runs: Sequence[RunData], figures: list) -> str:
 <h1>{_e(title)}</h1>
 <p class="muted">Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {_e(dirs)}; regenerate with
 <code>tools/report.py {_e(dirs)}</code>.</p>
+{_warnings(runs)}
 <h2>Summary</h2>
 {_summary_table(runs)}
 <h2>Plan</h2>

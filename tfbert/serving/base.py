@@ -1,15 +1,17 @@
 """What every raw-string SavedModel shares: one module base, its two signatures, export and loading.
 
-A task's serving module extends `ServingModule` with the same constructor ``(model, hf_tokenizer,
-label_names, config)`` and defines `text_specs` (the ``serving_default`` inputs), `serve_text`
-(raw strings -> the task's outputs) and `serve_token_ids` (token ids -> logits). `export` writes
-both signatures, in the manner of TF Model Garden's ``ExportModule``:
+A task's serving module (``tfbert/tasks/<type>/serving.py``) extends `ServingModule` with the same
+constructor ``(model, hf_tokenizer, label_names, config)`` and defines `text_specs` (the
+``serving_default`` inputs), `serve_text` (raw strings -> the task's outputs) and `serve_token_ids`
+(token ids -> logits). `export` writes both signatures, in the manner of TF Model Garden's
+``ExportModule``:
 
 - ``serving_default``: raw strings, tokenized in the graph (`GraphBertTokenizer`);
 - ``serve_token_ids``: ``input_ids``/``attention_mask``(/``token_type_ids``), int32 [batch, seq].
 
-The export records its task type and labels in ``assets.extra/tfbert_serving.json`` (TF Serving
-ignores ``assets.extra``), so `tools/predict.py` knows the task without guessing.
+The export records its task type (the config's ``task.type``; no serving module names one) and
+labels in ``assets.extra/tfbert_serving.json`` (TF Serving ignores ``assets.extra``), so
+`tools/predict.py` knows the task without guessing.
 
 Loading needs the tensorflow-text ops registered: ``import tensorflow_text`` before
 ``tf.saved_model.load`` in Python (`load_saved_model` does); TF Serving needs a build with the
@@ -72,11 +74,10 @@ class ServingModule(tf.Module, abc.ABC):
         >>> module.export("runs/x/saved_model")  # doctest: +SKIP
     """
 
-    #: the ``task.type`` recorded in the export (`SERVING_INFO`)
-    task_type: str = ""
-
     def __init__(self, model, hf_tokenizer, label_names: list[str], config: ExperimentConfig):
-        super().__init__(name=f"tfbert_{self.task_type or 'model'}")
+        super().__init__(name=f"tfbert_{config.task.type}")
+        #: the ``task.type`` recorded in the export (`SERVING_INFO`)
+        self.task_type = config.task.type
         self.model = model
         self.tokenizer = GraphBertTokenizer.from_hf_tokenizer(hf_tokenizer, config.data.max_seq_length)
         self.input_names = served_input_names(hf_tokenizer, model)
@@ -134,6 +135,12 @@ class ServingModule(tf.Module, abc.ABC):
     @abc.abstractmethod
     def cli_record(cls, inputs: dict[str, Any], out: dict[str, Any], i: int) -> tuple[dict, str]:
         """Row `i` of the outputs as a JSON-ready record and one console line."""
+
+    @classmethod
+    @abc.abstractmethod
+    def recognizes(cls, inputs: set[str], outputs: set[str]) -> bool:
+        """Whether a ``serving_default`` with these input and output names is this module's export
+        (`tools/predict.py` asks, for exports written before the task type was recorded)."""
 
 
 def load_saved_model(directory: str | Path):

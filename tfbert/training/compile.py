@@ -30,7 +30,7 @@ def compile_model(model: tf_keras.Model, config: ExperimentConfig, total_steps: 
     optimizer = make_optimizer(config.optimizer, total_steps, mixed_float16=config.precision.policy == "mixed_float16",
                                variables=model.weights)
     model.compile(optimizer=optimizer, steps_per_execution=steps_per_execution or config.training.steps_per_execution,
-                  **(compile_args or task.compile_args()))
+                  jit_compile=config.training.jit_compile, **(compile_args or task.compile_args()))
     # Create Adam's slots now: created inside the first traced step, they make tf.function trace
     # the whole train step twice (slower first step, and the discarded graph's memory).
     inner = getattr(optimizer, "inner_optimizer", optimizer)

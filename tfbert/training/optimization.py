@@ -12,8 +12,8 @@ from tfbert.config import OptimizerConfig
 
 # Decoupled weight decay skips these (as in BERT and Hugging Face's Trainer).
 NO_DECAY_NAMES = ["LayerNorm", "layer_norm", "bias"]
-#: transformers' TF encoder blocks are named ``layer_._N`` (BERT, RoBERTa, ELECTRA, DistilBERT...).
-_ENCODER_LAYER = re.compile(r"^layer_\._(\d+)$")
+#: Encoder blocks: ``layer_N`` in tfbert's encoder, ``layer_._N`` in transformers' TF models.
+_ENCODER_LAYER = re.compile(r"^layer_(?:\._)?(\d+)$")
 
 
 @tf_keras.utils.register_keras_serializable(package="tfbert")
@@ -169,6 +169,8 @@ class _FusedDenseUpdate:
                 return super().update_step(gradient, variable)
             finally:
                 self._lr_scale = None
+        if isinstance(gradient, tf.IndexedSlices) and self.lazy_sparse_updates:
+            return self._lazy_sparse_update(gradient, variable, scale)
         if isinstance(gradient, tf.IndexedSlices):
             # Dense Adam decays every row's moments, touched or not; tf_keras' sparse path does
             # that with four passes plus scatters, densifying once and fusing is the same formula.
@@ -184,6 +186,32 @@ class _FusedDenseUpdate:
             lr=tf.cast(self.learning_rate, dtype) * tf.cast(scale, dtype), beta1=tf.cast(self.beta_1, dtype),
             beta2=tf.cast(self.beta_2, dtype), epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype), use_locking=False)
+
+    #: LazyAdam for sparse (embedding) gradients: `_lazy_sparse_update`.
+    lazy_sparse_updates: bool = False
+
+    def _lazy_sparse_update(self, gradient: tf.IndexedSlices, variable, scale: float):
+        """Adam on the gradient's rows only (TensorFlow Addons' LazyAdam): their moments and weights
+        update; rows the batch does not use keep their moments and do not move.
+
+        A word-embedding table is half of MiniLM's weights and a short batch touches a few hundred
+        of its 30,522 rows, so dense Adam spends most of its pass on rows whose gradient is zero.
+        Rows must be unique (`TaskModel` sums repeated rows before the update).
+        """
+        dtype = variable.dtype
+        index = self._index_dict[self._var_key(variable)]
+        m, v = self._momentums[index], self._velocities[index]
+        rows, values = gradient.indices, tf.cast(gradient.values, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        step = tf.cast(self.iterations + 1, dtype)
+        m_rows = beta_1 * tf.gather(m, rows) + (1.0 - beta_1) * values
+        v_rows = beta_2 * tf.gather(v, rows) + (1.0 - beta_2) * tf.square(values)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        lr = (tf.cast(self.learning_rate, dtype) * tf.cast(scale, dtype)
+              * tf.sqrt(1.0 - tf.pow(beta_2, step)) / (1.0 - tf.pow(beta_1, step)))
+        step_rows = lr * m_rows / (tf.sqrt(v_rows) + tf.cast(self.epsilon, dtype))
+        return variable.scatter_sub(tf.IndexedSlices(step_rows, rows))
 
     def _apply_weight_decay(self, variables):
         # tf_keras applies decay even when it is 0, as `var -= var * wd * lr`: two multiplies and a
@@ -249,8 +277,8 @@ def learning_rate_multipliers(variables: Iterable[tf.Variable], config: Optimize
 
     With ``layerwise_lr_decay`` d and L encoder layers, the head trains at the full rate, encoder
     layer i at d^(L - i) of it (the top layer at d) and the embeddings at d^(L + 1);
-    ``head_learning_rate`` then replaces the head's rate. Names decide (transformers' TF names,
-    ``.../encoder/layer_._3/...``), so a packed twin sharing the variables gets the same factors.
+    ``head_learning_rate`` then replaces the head's rate. Names decide (tfbert's ``bert/layer_3/...``,
+    transformers' ``.../encoder/layer_._3/...``), so a packed twin sharing the variables gets the same factors.
 
     Args:
         variables: all of the model's variables (frozen ones too: they fix the number of layers).
@@ -303,6 +331,7 @@ def make_optimizer(config: OptimizerConfig, total_steps: int, mixed_float16: boo
         optimizer = FusedAdam(**common)
     if per_variable:
         optimizer.set_learning_rate_multipliers(learning_rate_multipliers(variables, config))
+    optimizer.lazy_sparse_updates = config.lazy_embedding_updates
     if mixed_float16:
         optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer

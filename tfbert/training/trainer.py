@@ -14,8 +14,7 @@ from typing import Iterator, Optional
 
 import tensorflow as tf
 
-from tfbert.config import ExperimentConfig, config_from_dict
-from tfbert.config_values import flatten_keys
+from tfbert.config import ExperimentConfig, config_from_dict, flatten_keys
 from tfbert import distribute
 from tfbert.distribute import choose_strategy
 from tfbert.errors import ConfigError, TfbertError
@@ -289,9 +288,14 @@ def finish_run(experiment: Experiment, log=print) -> dict:
     if split:
         evaluation = experiment.evaluate_split(split)
         evaluation["split"] = split
+        warning = degenerate_warning(experiment.task, evaluation, split)
+        if warning:
+            evaluation["warning"] = summary["warning"] = warning
         write_json(out / "eval_results.json", evaluation)
         summary["eval"] = {"split": split, **evaluation["metrics"]}
         log(f"{split}: {experiment.task.summary(evaluation)}")
+        if warning:
+            log(f"warning: {warning}")
     # The saved and exported model is the standard one (an IPU-pipelined model shares its variables).
     model = distribute.serving_model(experiment.model)
     model_dir = save_pretrained(out / "model", model, experiment.tokenizer, config, experiment.label_names)
@@ -316,6 +320,23 @@ def finish_run(experiment: Experiment, log=print) -> dict:
     if distribute.is_chief(experiment.strategy):
         _write_report(out, summary, log)
     return summary
+
+
+def degenerate_warning(task, evaluation: dict, split: str) -> Optional[str]:
+    """One line when the evaluated model is no better than a constant guess (one class for every
+    example, no entity, no answer), else None: the check the recipe tests use, for every run.
+
+    Args:
+        task: the run's `tfbert.tasks.Task` (its ``degenerate_reason`` says what a constant scores).
+        evaluation: its report on `split` (``eval_results.json``).
+        split: the split evaluated.
+    """
+    reason = task.degenerate_reason(evaluation)
+    if reason is None:
+        return None
+    return (f"the model is no better than a constant guess on the {split} split: {reason}; check "
+            "optimizer.learning_rate (too high or too low), train longer (training.num_train_epochs) "
+            "and the data's labels")
 
 
 def plan_summary(experiment: Experiment) -> dict:

@@ -30,6 +30,30 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def refuse_to_replace_finished_run(target: str | Path, overwrite: bool = False, how: str = "overwrite=True") -> None:
+    """Stop before `target` replaces a finished run's model or export, unless `overwrite`.
+
+    A finished run is a directory holding ``run_summary.json`` (written last by `tfbert.train`);
+    its ``model/`` and ``saved_model/`` belong with its report, metrics and backups, so a library
+    call that would put another model there (an example script pointed at the demo's run, say)
+    raises `OutputExistsError` with one line instead. A run's own saves happen before its summary
+    exists, and a retrained run (``training.overwrite_output_dir``) removes the summary first.
+
+    Args:
+        target: the directory about to be written.
+        overwrite: replace it anyway.
+        how: how the caller's user says "overwrite" (named in the message).
+    """
+    from tfbert.errors import OutputExistsError
+
+    target = Path(target)
+    if overwrite or not (target.parent / "run_summary.json").is_file():
+        return
+    if target.is_dir() and any(target.iterdir()):
+        raise OutputExistsError(f"{target}: refusing to replace {target.name}/ of the finished run {target.parent} "
+                                f"(it has run_summary.json); write to another directory or pass {how}")
+
+
 def write_text(path: str | Path, text: str) -> Path:
     """Write a text file through a temporary file and rename, so readers never see half a file."""
     path = Path(path)

@@ -1,0 +1,1 @@
+"""Multi-label classification: ``config`` (TF-free, registered by type), ``task`` (its `Task`), ``serving``."""

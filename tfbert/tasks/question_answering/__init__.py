@@ -1,0 +1,1 @@
+"""Extractive QA: ``config`` (TF-free, registered by type), ``task`` (its `Task`), ``serving``."""

@@ -1,0 +1,1 @@
+"""Sequence classification: ``config`` (TF-free, registered by type), ``task`` (its `Task`), ``serving``."""

@@ -1,0 +1,1 @@
+"""Token classification (NER): ``config`` (TF-free, registered by type), ``task`` (its `Task`), ``serving``."""
