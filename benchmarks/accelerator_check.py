@@ -107,7 +107,7 @@ def run_config(tf, strategy, data_set: list[str], precision: str, padding: str, 
     import tf_keras
     from compare_training import StepLog, _counted_ids, _keras_step_callback, _tf_counting
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     replicas = strategy.num_replicas_in_sync
     config = load_config(None, [

@@ -285,7 +285,7 @@ def worker_tfbert(spec: dict, contender: str = "tfbert") -> dict:
     sys.path.insert(0, str(ROOT))
     from tfbert import distribute
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
     import tfbert
 
     out = Path(spec["workdir"]) / "tfbert-run"
@@ -334,28 +334,14 @@ _PRECISION_OF = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_floa
 def _tf_dir_to_pt_dir(hf_dir: Path, out_dir: Path) -> None:
     """The same fine-tuned weights as a PyTorch-format transformers directory, without torch.
 
-    transformers' PyTorch classes read a TF checkpoint only with TensorFlow installed beside torch
-    (``from_tf=True``); renaming and transposing the weights here (transformers' own name mapping)
-    and writing ``model.safetensors`` keeps TensorFlow out of the torch venv.
+    tfbert's model directory already holds ``model.safetensors`` under PyTorch parameter names
+    (``format: pt``); the torch venv gets that file, the config (PyTorch class names) and the
+    tokenizer, and no TensorFlow checkpoint.
     """
-    import numpy as np
-    from safetensors.numpy import save_file
-    from transformers import TFAutoModelForSequenceClassification
-    from transformers.modeling_tf_pytorch_utils import TransposeType, convert_tf_weight_name_to_pt_weight_name
-
-    model = TFAutoModelForSequenceClassification.from_pretrained(str(hf_dir))
-    tensors = {}
-    for weight in model.weights:
-        name, transpose = convert_tf_weight_name_to_pt_weight_name(
-            weight.name, start_prefix_to_remove=model.name + "/", tf_weight_shape=weight.shape)
-        value = weight.numpy()
-        if transpose is TransposeType.SIMPLE:
-            value = value.T
-        elif transpose is not TransposeType.NO:
-            raise RuntimeError(f"unexpected transpose {transpose} for {weight.name}")
-        tensors[name] = np.ascontiguousarray(value, dtype=np.float32)
+    if not (hf_dir / "model.safetensors").is_file():
+        raise RuntimeError(f"{hf_dir}: no model.safetensors (tfbert writes one for every head with a transformers class)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copy(hf_dir / "model.safetensors", out_dir / "model.safetensors")
     config = json.loads((hf_dir / "config.json").read_text())
     config["architectures"] = [a[2:] if a.startswith("TF") else a for a in config.get("architectures", [])]
     (out_dir / "config.json").write_text(json.dumps(config, indent=1))

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tfbert.cli.common import quiet_libraries  # noqa: E402
 from tfbert.config import load_config  # noqa: E402
-from tfbert.experiment import build_experiment  # noqa: E402
+from tfbert.run.experiment import build_experiment  # noqa: E402
 
 
 def measure(config_path: str, overrides: list[str], mode: str, batches: int, steps: int) -> dict:

@@ -274,7 +274,7 @@ def worker_tfbert(spec: dict) -> dict:
     ct._tf_threads(tf, spec["threads"])
     sys.path.insert(0, str(ROOT))
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     workdir = Path(spec["workdir"])
     config = load_config(None, [

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(None, [f"model.name_or_path={model_dir}", "data.max_seq_length=128"])
     hf_tokenizer = load_tokenizer(model_dir)
     input_names = [n for n in hf_tokenizer.model_input_names]
-    model = build_model(config, get_task("sequence_classification"), 2, input_names, 1, 1, compile=False)
+    model = build_model(config, get_task("sequence_classification"), 2, input_names)
     module = get_task(config.task.type).serving_module_class()(model, hf_tokenizer, ["neg", "pos"], config)
     graph_tokenizer = module.tokenizer
     string_spec = [tf.TensorSpec([None], tf.string)]

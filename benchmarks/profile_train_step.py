@@ -32,7 +32,7 @@ import tf_keras  # noqa: E402
 import compare_training as ct  # noqa: E402
 from tfbert.config import load_config  # noqa: E402
 from tfbert.data.pipeline import default_bucket_boundaries  # noqa: E402
-from tfbert.experiment import build_experiment  # noqa: E402
+from tfbert.run.experiment import build_experiment  # noqa: E402
 
 OLD_LADDER = [16, 24, 32, 48, 64, 96, 128]
 SHORT_LADDER = [8, 12, 16, 24, 32, 48, 64, 96, 128]
@@ -74,7 +74,7 @@ def main() -> None:
         print(f"ladder {name}: real/padded tokens {ladder_efficiency(lengths, ladder):.3f}")
 
     batches = {}
-    for x, y in experiment.train_dataset:
+    for x, y in experiment.train_dataset.take(experiment.steps_per_epoch):  # one epoch
         width = int(x["input_ids"].shape[1])
         if int(x["input_ids"].shape[0]) == 32 and width not in batches:
             batches[width] = (x, y)

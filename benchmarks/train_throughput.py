@@ -27,8 +27,8 @@ import tf_keras  # noqa: E402
 from tfbert.cli.common import quiet_libraries  # noqa: E402
 from tfbert.config import load_config  # noqa: E402
 from tfbert.data.encoding import select_rows  # noqa: E402
-from tfbert.data.pipeline import padding_stats  # noqa: E402
-from tfbert.experiment import build_experiment, make_split_dataset  # noqa: E402
+from tfbert.data.pipeline import make_dataset, padding_stats  # noqa: E402
+from tfbert.run.experiment import build_experiment  # noqa: E402
 
 
 class EpochTimer(tf_keras.callbacks.Callback):
@@ -54,7 +54,11 @@ def measure(config_path: str, overrides: list[str], mode: str, examples: int, ep
     experiment.data.splits["train"] = train
     batch = experiment.plan.global_batch_size
     drop = mode == "max_length"
-    dataset = make_split_dataset(config, train, True, experiment.tokenizer.pad_token_id, batch, drop)
+    d = config.data
+    # One reshuffled pass per epoch over the subset (the run's plan was made for the whole split).
+    dataset = make_dataset(train, batch, mode, d.max_seq_length, experiment.tokenizer.pad_token_id, shuffle=True,
+                           seed=config.training.seed, drop_remainder=drop, bucket_boundaries=d.bucket_boundaries,
+                           max_examples_per_pack=d.max_examples_per_pack)
     stats = padding_stats(train, batch, mode, config.data.max_seq_length, config.data.bucket_boundaries)
     used = (len(train) // batch) * batch if drop else len(train)
     timer = EpochTimer()

@@ -41,9 +41,10 @@ def main() -> None:
 
     model = experiment.model
     model.fit(
-        experiment.train_dataset,
+        experiment.train_dataset,  # the stream experiment.fit() reads: every planned epoch, back to back
         validation_data=experiment.validation_dataset,
-        epochs=1,
+        epochs=experiment.plan.epochs,
+        steps_per_epoch=experiment.steps_per_epoch,
         callbacks=[tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=1)],
         verbose=2,
     )

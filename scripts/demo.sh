@@ -17,4 +17,4 @@ echo
 echo "Model card: $RUN/README.md   metrics: $RUN/eval_results.json   SavedModel: $RUN/saved_model"
 echo "Report (figures, plan, hyperparameters; open in a browser): $RUN/report.html"
 echo "The model directory is a transformers directory; without tfbert:"
-echo "  .venv/bin/python -c \"from transformers import pipeline; print(pipeline('text-classification', model='$RUN/model', framework='tf', dtype=None)('WIN a FREE phone'))\""
+echo "  .venv/bin/python -c \"from transformers import pipeline; print(pipeline('text-classification', model='$RUN/model', framework='tf', dtype=None, model_kwargs={'use_safetensors': False})('WIN a FREE phone'))\""

@@ -23,7 +23,7 @@ def finetuned(tiny_model_dir, tmp_path_factory) -> Path:
     """A fine-tuned (format 2) model directory of the tiny model, sequence classification."""
     from tests.conftest import write_spam_tsv
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
     from tfbert.modeling.saving import save_pretrained
 
     tmp = tmp_path_factory.mktemp("bad-models")
@@ -58,8 +58,8 @@ def _check(code: int, err: str, path: Path, pattern: str) -> None:
     assert "Traceback" not in err
 
 
-CASES = ["missing_dir", "pickle_only", "truncated_weights", "wrong_shape_weights", "missing_tokenizer",
-         "num_labels_disagree", "broken_config_json", "truncated_head_file", "not_a_tfbert_dir"]
+CASES = ["missing_dir", "pickle_only", "truncated_weights", "truncated_h5_only", "wrong_shape_weights",
+         "missing_tokenizer", "num_labels_disagree", "broken_config_json", "truncated_head_file", "not_a_tfbert_dir"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -76,19 +76,26 @@ def test_bad_model_directories(case, finetuned, tiny_model_dir, spam_file, tmp_p
         (path / "pytorch_model.bin").write_bytes(b"\x80\x02not really")
         code = common.run(train_cli.main, _train_args(path, spam_file, out))
         _check(code, capsys.readouterr().err, path, r"only pickle weights .* never unpickles")
-    elif case == "truncated_weights":  # an interrupted copy of a fine-tuned model
+    elif case in ("truncated_weights", "truncated_h5_only"):  # an interrupted copy of a fine-tuned model
         path = _copy(finetuned, tmp_path / "truncated")
-        weights = path / "tf_model.h5"
+        # The loader reads model.safetensors first; a directory without one falls back to tf_model.h5.
+        weights = path / ("model.safetensors" if case == "truncated_weights" else "tf_model.h5")
+        if case == "truncated_h5_only":
+            (path / "model.safetensors").unlink()
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
         code = common.run(export_cli.main, ["--model", str(path), "--output", str(tmp_path / "sm")])
-        _check(code, capsys.readouterr().err, weights, r"cannot load the weights")
+        _check(code, capsys.readouterr().err, weights, r": cannot read the weights \(.+\)$")
         assert not (tmp_path / "sm").exists()
     elif case == "wrong_shape_weights":  # tf_model.h5 of a wider model than config.json describes
         path = _copy(tiny_model_dir, tmp_path / "wrong-shape")
+        assert not (path / "model.safetensors").exists()  # so tf_model.h5 is the file read
         config = json.loads((path / "config.json").read_text())
         (path / "config.json").write_text(json.dumps(dict(config, hidden_size=64, intermediate_size=128)))
         code = common.run(train_cli.main, _train_args(path, spam_file, out))
-        _check(code, capsys.readouterr().err, path / "tf_model.h5", r"cannot load TF weights")
+        hidden = config["hidden_size"]
+        _check(code, capsys.readouterr().err, path / "tf_model.h5",
+               rf"tf_model\.h5: embeddings\.word_embeddings\.weight has shape \[{config['vocab_size']}, {hidden}\], "
+               rf"but config\.json \(bert, hidden_size 64\) needs \[{config['vocab_size']}, 64\]")
     elif case == "missing_tokenizer":
         path = _copy(finetuned, tmp_path / "no-tokenizer")
         for name in ("tokenizer.json", "vocab.txt"):

@@ -119,7 +119,7 @@ def test_interrupted_export_leaves_nothing(trained_run, tmp_path, monkeypatch):
 def test_interrupted_training_keeps_finished_checkpoints(tiny_config):
     import tf_keras
 
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     class Interrupt(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):

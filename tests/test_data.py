@@ -181,7 +181,7 @@ def test_select_rows_reorders():
 
 def test_evaluation_reports_the_training_loss(tiny_config):
     """Each task has one loss: the evaluation report's equals Keras' on the same split."""
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     experiment = build_experiment(tiny_config("model.classifier_dropout=0"))
     report = experiment.evaluate_split("validation")
@@ -192,7 +192,7 @@ def test_evaluation_reports_the_training_loss(tiny_config):
 def test_max_train_samples_trains_on_a_seeded_subset(tiny_config):
     from tfbert.config import load_config
     from tfbert.errors import ConfigError
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     full = build_experiment(tiny_config())
     every = full.data.splits["train"]

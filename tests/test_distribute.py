@@ -231,7 +231,7 @@ def test_ipu_config_fields(stand_in_ipu):
 
 
 def test_ipu_experiment_uses_sdk_accumulation_and_static_micro_batches(stand_in_ipu, tiny_config):
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     config = tiny_config("data.padding=max_length", "training.per_device_train_batch_size=2",
                          "training.gradient_accumulation_steps=3", "distribution.replication_factor=2")
@@ -252,7 +252,7 @@ def test_ipu_experiment_uses_sdk_accumulation_and_static_micro_batches(stand_in_
 def test_ipu_options_are_set_again_on_a_loaded_model(stand_in_ipu, tiny_config):
     """The SDK's options are not saved with a model: apply_ipu_options after every load."""
     from tfbert.distribute.ipu import apply_ipu_options
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
     from tfbert.modeling.saving import load_pretrained, save_pretrained
 
     config = tiny_config("training.gradient_accumulation_steps=4")
@@ -266,7 +266,7 @@ def test_ipu_options_are_set_again_on_a_loaded_model(stand_in_ipu, tiny_config):
 
 
 def test_ipu_pipelining_assigns_embeddings_encoder_layers_and_head(stand_in_ipu, tiny_config):
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     config = tiny_config("data.padding=max_length", "training.per_device_train_batch_size=3",
                          "training.gradient_accumulation_steps=4", "distribution.ipus_per_replica=2",
@@ -293,7 +293,7 @@ def test_ipu_pipelining_assigns_embeddings_encoder_layers_and_head(stand_in_ipu,
 
 def test_ipu_pipelining_refuses_a_task_without_a_pooled_head(stand_in_ipu, tiny_config, tmp_path):
     """NER has layers named like the classifier's, but no pooled vector to unroll: one line, before building."""
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     conll = tmp_path / "ner.conll"
     conll.write_text("Alice\tB-PER\nlives\tO\nin\tO\nParis\tB-LOC\n\nBob\tB-PER\nsmiles\tO\n\n", encoding="utf-8")

@@ -44,7 +44,7 @@ def losses(run_dir: Path) -> dict[str, list[float]]:
 def single_device(recipe) -> dict[str, list[float]]:
     """The reference: one device, global batch 8 (2 replicas x 4 in the distributed runs)."""
     from tfbert.config import load_config
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     tmp, overrides = recipe
     out = tmp / "single"

@@ -214,8 +214,16 @@ def _labels(task_type: str, batch: dict, num_labels: int = 3):
             "end_logits": rng.integers(2, 4, size=(n,)).astype(np.int32)}
 
 
-@pytest.mark.parametrize("task_type", ["sequence_classification", "multi_label_classification",
-                                       "token_classification", "question_answering"])
+TRAINED_HEADS = ["sequence_classification", "multi_label_classification", "token_classification", "question_answering"]
+
+
+#: Each step compiles two models (seconds each): the default suite steps every head on BERT and every
+#: family once (the backbone's gradients are the family's; a head's loss does not depend on it); the
+#: other 12 combinations run with --run-slow.
+@pytest.mark.parametrize("family_dir, task_type", [
+    pytest.param(family, task_type, id=f"{family}-{task_type}",
+                 marks=() if family == "bert" or task_type == "sequence_classification" else pytest.mark.slow)
+    for family in FAMILIES for task_type in TRAINED_HEADS], indirect=["family_dir"])
 def test_one_training_step_equals_tfautomodel(task_type, family_dir):
     """Same loss, and after one SGD step (gradients through every layer) the same logits."""
     raw = json.loads((family_dir / "config.json").read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbert.experiment import build_experiment
+from tfbert.run.experiment import build_experiment
 from tfbert.serving.export import SIGNATURE_IDS, SIGNATURE_TEXT, export_saved_model
 
 TEXTS = [

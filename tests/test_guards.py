@@ -2,7 +2,7 @@
 
 - Divergence (`tfbert.training.callbacks.DivergenceGuard`): a loss that explodes and stays up
   stops the run like a NaN does, with one ``error:`` line naming the step and what to try (exit 2).
-- Degenerate model (`tfbert.training.trainer.degenerate_warning`): a model that answers one class
+- Degenerate model (`tfbert.run.trainer.degenerate_warning`): a model that answers one class
   for every evaluated example ends with one ``warning:`` line in the log, in ``eval_results.json``
   and at the top of ``report.html``.
 - Overwrite (`tfbert.utils.files.refuse_to_replace_finished_run`): the library's export refuses
@@ -92,7 +92,7 @@ def test_an_exploding_loss_stops_a_run_before_its_step_is_backed_up(tiny_config,
     from tfbert.cli import common
     from tfbert.tasks.sequence_classification import task as sequence_classification
     from tfbert.training.backup import list_backups
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     config = tiny_config("training.save_steps=1", "export.at_end=false", "optimizer.max_grad_norm=1.0")
     out = Path(config.training.output_dir)
@@ -151,7 +151,7 @@ def test_the_issues_huge_learning_rate_run_exits_2_with_one_line(learning_rate, 
 
 def test_a_model_that_answers_one_class_ends_with_one_warning_everywhere(tiny_config):
     """Learning rate 1e-9: the seeded tiny BERT answers one class for every validation message."""
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     config = tiny_config("optimizer.learning_rate=1e-9", "export.at_end=false")
     lines: list[str] = []
@@ -171,7 +171,7 @@ def test_a_model_that_answers_one_class_ends_with_one_warning_everywhere(tiny_co
 
 
 def test_a_model_that_learned_has_no_warning(tiny_config):
-    from tfbert.training.trainer import degenerate_warning
+    from tfbert.run.trainer import degenerate_warning
     from tfbert.tasks import get_task
 
     task = get_task("sequence_classification")

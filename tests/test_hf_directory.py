@@ -96,7 +96,7 @@ def _wnut_sentences(path: Path, limit: int) -> list[tuple[list[str], list[str]]]
 
 def _experiment(tiny_model_dir: Path, tmp: Path, task: str, *overrides: str):
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     config = load_config(None, [f"model.name_or_path={tiny_model_dir}", f"task.type={task}",
                                 f"training.output_dir={tmp / 'run'}", "training.metric_for_best_model=loss",
@@ -244,7 +244,7 @@ def test_old_format_loads_and_migrates_with_one_command(tiny_config, tmp_path, p
 
     from tfbert.cli import common
     from tfbert.cli import export as export_cli
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
     from tfbert.modeling.saving import HEAD_FILE, load_pretrained
 
     # Format 1 was written on transformers' backbone.

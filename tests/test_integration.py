@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import BUNDLED_SMS, ROOT, SHARED_DATA
 from tfbert.config import load_config
-from tfbert.training.trainer import train
+from tfbert.run.trainer import train
 
 SST2 = SHARED_DATA / "sst2" / "train.tsv"
 

@@ -1,9 +1,25 @@
-"""The package's shape: no import cycle (direct or inside functions), every module imports alone, the
-config layer imports no model code, and task types are named only inside ``tfbert/tasks/``.
+"""The package's shape: no import cycle (direct or inside functions), every module imports alone, no
+module imports a layer above its own, the config layer imports no model code, and task types are
+named only inside ``tfbert/tasks/``.
 
-The TF-free core, bottom up: ``tfbert.errors``; ``tfbert.tasks.registry`` (the task specs);
-``tfbert.config`` (schema, values, checks, loading); each ``tfbert/tasks/<type>/config.py``. These
-import only each other, so `load_config` never loads TensorFlow; everything else may import them.
+The layers, bottom up (`LAYERS`; a module may import its own layer and those below, never above):
+
+0. base: ``tfbert.errors``, ``tfbert.utils``, ``tfbert.compat``, ``tfbert.rundir`` (the run
+   directory's file names and readers);
+1. registry: ``tfbert.tasks`` (the package: lazy) and ``tfbert.tasks.registry`` (the task specs);
+2. config: ``tfbert.config`` (schema, values, checks, loading);
+3. task configs: each ``tfbert/tasks/<type>/config.py``;
+4. data: ``tfbert.data``, ``tfbert.pretrained`` (tokenizers, checkpoints), ``tfbert.model_card``;
+5. models: ``tfbert.modeling`` (build and load, never compile), ``tfbert.evaluation``,
+   ``tfbert.serving``, ``tfbert.distribute``;
+6. tasks: the rest of ``tfbert/tasks/`` (`Task`, each task's head, data, serving, report parts);
+7. training: ``tfbert.training`` (optimizer, compile, callbacks, backups), ``tfbert.reporting``;
+8. run: ``tfbert.run`` (experiment, trainer: the only place that compiles and fits);
+9. applications: ``tfbert.search``, ``tfbert.deploy``, ``tfbert.cli`` and ``tfbert`` itself.
+
+Layers 0-3 are the TF-free core: they import only each other, so `load_config` never loads
+TensorFlow; everything else may import them. Inside a layer, packages import each other in one
+direction only (no package cycle).
 """
 from __future__ import annotations
 
@@ -102,7 +118,7 @@ def test_cycle_finder_finds_a_cycle():
 def test_graph_sees_function_level_imports():
     graph = import_graph()
     # tfbert.cli.train imports the trainer only inside main().
-    assert "tfbert.training.trainer" in graph["tfbert.cli.train"]
+    assert "tfbert.run.trainer" in graph["tfbert.cli.train"]
 
 
 def test_no_import_cycle_in_tfbert():
@@ -186,3 +202,86 @@ def test_task_types_are_named_only_in_the_tasks_package():
 def test_the_task_type_check_sees_a_quoted_type():
     tree = ast.parse('"""Docs may say "question_answering"."""\nx = get_task("question_answering")\n')
     assert [line for line, text in _string_literals(tree) if text in _task_types()] == [2]
+
+
+#: The module docstring's layers, bottom up: (name, module prefixes). A module belongs to the layer of
+#: its longest matching prefix; ``tfbert.tasks.*.config`` is matched by `layer_of` before the prefixes.
+LAYERS = [
+    ("base", ("tfbert.errors", "tfbert.utils", "tfbert.compat", "tfbert.rundir")),
+    ("registry", ("tfbert.tasks.registry",)),
+    ("config", ("tfbert.config",)),
+    ("task configs", ()),
+    ("data", ("tfbert.data", "tfbert.pretrained", "tfbert.model_card")),
+    ("models", ("tfbert.modeling", "tfbert.evaluation", "tfbert.serving", "tfbert.distribute")),
+    ("tasks", ("tfbert.tasks.",)),
+    ("training", ("tfbert.training", "tfbert.reporting")),
+    ("run", ("tfbert.run",)),
+    ("applications", ("tfbert.search", "tfbert.deploy", "tfbert.cli", "tfbert")),
+]
+
+
+def _matches(module: str, prefix: str) -> bool:
+    if prefix == "tfbert":
+        return module == prefix  # the package's lazy facade, not everything under it
+    return module.startswith(prefix) if prefix.endswith(".") else module == prefix or module.startswith(prefix + ".")
+
+
+def layer_of(module: str) -> int:
+    """The index in `LAYERS` of `module`'s layer."""
+    if module == "tfbert.tasks":
+        return 1  # the package only re-exports the registry; Task and TaskData load lazily
+    if module.startswith("tfbert.tasks.") and module.endswith(".config"):
+        return 3
+    best = max(((len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+                if _matches(module, prefix)), default=None)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS and the module docstring"
+    return best[1]
+
+
+def _package(module: str) -> str:
+    """The unit whose cycles are checked inside a layer: ``tfbert.<top>``, with the task core apart."""
+    layer = layer_of(module)
+    top = ".".join(module.split(".")[:2])
+    return f"{top} ({LAYERS[layer][0]})" if top == "tfbert.tasks" else top
+
+
+def test_every_module_is_in_a_layer():
+    layers = {m: LAYERS[layer_of(m)][0] for m in import_graph()}
+    assert layers["tfbert.tasks.question_answering.config"] == "task configs"
+    assert layers["tfbert.tasks.question_answering.task"] == "tasks"
+    assert layers["tfbert.run.trainer"] == "run" and layers["tfbert.rundir"] == "base"
+    assert layers["tfbert"] == "applications" and layers["tfbert.training.callbacks"] == "training"
+
+
+def test_no_module_imports_a_higher_layer():
+    graph = import_graph()
+    upward = sorted(f"{m} ({LAYERS[layer_of(m)][0]}) -> {t} ({LAYERS[layer_of(t)][0]})"
+                    for m, targets in graph.items() for t in targets if layer_of(t) > layer_of(m))
+    assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
+
+
+def test_no_package_cycle_inside_a_layer():
+    packages: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        source = _package(module)
+        packages.setdefault(source, set())
+        for target in targets:
+            if _package(target) != source and layer_of(target) == layer_of(module):
+                packages[source].add(_package(target))
+                packages.setdefault(_package(target), set())
+    cycle = find_cycle(packages)
+    assert not cycle, "package cycle: " + " -> ".join(cycle)
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of("tfbert.modeling.saving") < layer_of("tfbert.training.compile") < layer_of("tfbert.run.experiment")
+    assert layer_of("tfbert.data.encoding") < layer_of("tfbert.modeling.backbone")
+
+
+def test_run_directory_readers_import_no_tensorflow():
+    """The report's and the search's readers of a run (`RunDir`) work without TensorFlow."""
+    code = ("import sys\nimport tfbert.rundir, tfbert.search.trials, tfbert.utils.files\n"
+            "print(sorted(m for m in ('tensorflow', 'tf_keras') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -8,8 +8,8 @@ number of updates on 24–32 examples, in every padding mode it supports (``pack
 default ``bucket``), and is evaluated on those same examples through the task's own evaluation
 (`Task.evaluate`: the decoding, alignment and thresholds users get). The floors were set from
 measured runs (each `LEARNING` entry's comment gives the numbers) with a margin for other CPUs'
-float rounding, and checked against one plausible bug per head, each made once (outside the tree,
-by a pytest plugin patching the function) to see this test fail:
+float rounding, and checked against one plausible bug per head, each made once (outside the tree:
+a pytest plugin patching the function, or the source edited in a copy) to see this test fail:
 
 - QA start and end logits swapped when answers are decoded: EM 43.75 (one-token answers survive)
   in both padding modes, under the floor of 80;
@@ -17,7 +17,8 @@ by a pytest plugin patching the function) to see this test fail:
   in both modes (the model learns the shifted labels perfectly, loss 0.002, and every entity is
   read from the wrong word);
 - multi-label threshold tuning keeping the worst candidate instead of the best: micro F1 0.80,
-  under the floor of 0.9.
+  under the floor of 0.9; every label's threshold fixed at 0.99 instead: micro F1 0.67;
+- regression scores negated when evaluated: Spearman -0.99 in both modes, under the floor of 0.9.
 
 Everything is seeded (``training.seed``, the model's weights, `conftest._deterministic`), so a run
 gives the same number every time on one machine.
@@ -287,7 +288,7 @@ def nodrop_dir(tmp_path_factory, bundled_dir) -> Path:
 def learn(name: str, padding: str, model_dir: Path, directory: Path, seed: int = 7) -> dict:
     """Train `LEARNING[name]` for its steps and return the task's report on the training examples."""
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
     import tf_keras
 
     case = LEARNING[name]

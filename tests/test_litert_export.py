@@ -14,20 +14,36 @@ import pytest
 from tests.test_onnx_export import TASKS, TEXTS, keras_outputs, task_experiments, text_inputs, token_batches  # noqa: F401
 
 
+#: Each conversion takes tens of seconds: the default suite converts one model per serving module
+#: kind (labels, entities, answers); the pair and multi-label models convert with --run-slow.
+DEFAULT_TASKS = ("classification", "ner", "qa")
+CASES = [pytest.param(name, marks=() if name in DEFAULT_TASKS else pytest.mark.slow) for name in TASKS]
+
+
+class _Exports(dict):
+    """(SavedModel, LiteRT export) per task, each made when a test first asks for it."""
+
+    def __init__(self, experiments: dict, out):
+        super().__init__()
+        self.experiments, self.out = experiments, out
+
+    def __missing__(self, name: str):
+        import tfbert
+        from tfbert.deploy.litert import export_litert
+
+        e, out = self.experiments[name], self.out / name
+        self[name] = (tfbert.export_saved_model(e.model, e.tokenizer, e.label_names, out / "saved_model",
+                                                config=e.config),
+                      export_litert(e.model, e.tokenizer, e.config, e.label_names, out / "litert"))
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def exports(task_experiments, tmp_path_factory) -> dict:
-    """(SavedModel, LiteRT export) per task."""
-    import tfbert
-    from tfbert.deploy.litert import export_litert
-
-    out = tmp_path_factory.mktemp("litert")
-    return {name: (tfbert.export_saved_model(e.model, e.tokenizer, e.label_names, out / name / "saved_model",
-                                             config=e.config),
-                   export_litert(e.model, e.tokenizer, e.config, e.label_names, out / name / "litert"))
-            for name, e in task_experiments.items()}
+    return _Exports(task_experiments, tmp_path_factory.mktemp("litert"))
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", CASES)
 def test_litert_logits_with_dynamic_shapes(name, task_experiments, exports):
     from tfbert.deploy.litert import interpreter_class
 
@@ -44,7 +60,7 @@ def test_litert_logits_with_dynamic_shapes(name, task_experiments, exports):
             np.testing.assert_allclose(got[key], want[key], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", CASES)
 def test_litert_serves_what_the_saved_model_serves(name, exports):
     import tensorflow as tf
 

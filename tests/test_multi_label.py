@@ -152,7 +152,7 @@ def test_threshold_keys_are_checked(tiny_model_dir, tmp_path):
 
 
 def test_training_and_evaluation_use_one_loss(tiny_model_dir, tmp_path):
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     config = config_for(tiny_model_dir, write_rows(tmp_path / "a.tsv"), tmp_path, "task.threshold=0.5")
     experiment = build_experiment(config)
@@ -166,7 +166,7 @@ def test_training_and_evaluation_use_one_loss(tiny_model_dir, tmp_path):
 
 
 def test_label_prior_initial_bias(tiny_model_dir, tmp_path):
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     path = write_rows(tmp_path / "a.tsv")
     experiment = build_experiment(config_for(tiny_model_dir, path, tmp_path, "task.initial_bias=label_prior"))
@@ -183,7 +183,7 @@ def test_train_stores_the_tuned_threshold_and_serves_it(tiny_model_dir, tmp_path
     from tfbert.cli import predict
     from tfbert.modeling.saving import load_pretrained
     from tfbert.serving.base import load_saved_model, saved_model_task
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     config = config_for(tiny_model_dir, write_rows(tmp_path / "a.tsv"), tmp_path, "optimizer.learning_rate=1e-3")
     train(config, log=lambda *_: None)
@@ -233,7 +233,7 @@ def test_per_label_thresholds_are_stored_reloaded_and_served(tiny_model_dir, tmp
 
     from tfbert.cli import evaluate, export
     from tfbert.serving.base import load_saved_model
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     data = write_rows(tmp_path / "a.tsv")
     config = config_for(tiny_model_dir, data, tmp_path, "optimizer.learning_rate=1e-3",

@@ -58,7 +58,7 @@ def _config(name: str, tiny_model_dir: Path, tmp: Path):
 @pytest.fixture(scope="session")
 def task_experiments(tiny_model_dir, tmp_path_factory) -> dict:
     """Each task's untrained tiny model (`build_experiment`), built once for both runtime test files."""
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     return {name: build_experiment(_config(name, tiny_model_dir, tmp_path_factory.mktemp(f"deploy-{name}")))
             for name in TASKS}

@@ -217,7 +217,7 @@ def test_multiplier_scales_adam_step_weight_decay_and_sparse_rows():
 def test_each_bert_variable_gets_its_rate(variant, tiny_config):
     """One real Adam update of the tiny BERT: each variable moves by its own rate (Adam's first step
     is lr·g/(|g|+ε), so the largest change in a variable is its learning rate)."""
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     base, decay, head = 1e-2, 0.5, 4e-2
     overrides = [f"optimizer.learning_rate={base}", f"optimizer.layerwise_lr_decay={decay}",

@@ -420,16 +420,20 @@ def test_packed_experiment_trains_without_retracing_and_evaluates_unpacked(tiny_
     # Library users' one-pass datasets are packed too (validation keeps every example).
     x, _ = next(iter(experiment.validation_dataset))
     assert "example_ids" in x
-    first = [next(iter(experiment.train_dataset))[0]["input_ids"].numpy() for _ in range(3)]
-    assert all(f.shape == (plan.per_replica_batch_size, 32) for f in first)
-    assert not (np.array_equal(first[0], first[1]) and np.array_equal(first[1], first[2]))  # reshuffled per pass
+    # train_dataset is the stream fit reads, over the planned epochs, each epoch packed and shuffled anew.
+    batches = [x["input_ids"].numpy() for x, _ in experiment.train_dataset]
+    assert len(batches) == plan.epochs * experiment.steps_per_epoch
+    assert all(b.shape == (plan.per_replica_batch_size, 32) for b in batches)
+    np.testing.assert_array_equal(batches[0], next(iter(experiment.train_stream()))[0]["input_ids"].numpy())
+    per_epoch = experiment.steps_per_epoch
+    assert not all(np.array_equal(a, b) for a, b in zip(batches[:per_epoch], batches[per_epoch:]))
 
 
 def test_packed_run_with_accumulation_saves_the_unpacked_model(tiny_config):
     from pathlib import Path
 
     from tfbert.modeling.saving import load_pretrained
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     lines: list[str] = []
     config = tiny_config("data.padding=packed", "training.gradient_accumulation_steps=2", "training.save_steps=2",
@@ -455,7 +459,7 @@ def test_packed_run_resumed_from_a_backup_ends_like_the_uninterrupted_run(tiny_c
     import tensorflow as tf
 
     from tfbert.training.backup import list_backups
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     common = [f"model.name_or_path={nodrop_dir}", "model.classifier_dropout=0", "data.padding=packed",
               "training.num_train_epochs=2", "training.save_steps=3", "training.save_total_limit=20",

@@ -51,7 +51,7 @@ def make_runs(out: Path, tiny_model_dir: Path) -> dict[str, Path]:
     """Per task type (and a head without a transformers class), a run directory with `model/` (tfbert's
     writer) and `saved_model/` (its export), by name."""
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
     from tfbert.modeling.saving import save_pretrained
 
     multi_label = out / "multi_label.tsv"

@@ -98,8 +98,8 @@ def test_cpu_flags_parses_cpuinfo(tmp_path):
 def test_auto_run_trains_in_the_chosen_policy_and_says_why(tiny_config, linux_x86):
     import tf_keras
 
-    from tfbert.experiment import build_experiment
-    from tfbert.training.trainer import train
+    from tfbert.run.experiment import build_experiment
+    from tfbert.run.trainer import train
 
     linux_x86("avx512_bf16", "amx_bf16")
     experiment = build_experiment(tiny_config("precision.policy=auto"))

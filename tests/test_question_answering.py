@@ -29,7 +29,7 @@ def test_tiny_model_trains_evaluates_and_reloads(tiny_model_dir, tmp_path):
     from tfbert.config import load_config
     from tfbert.modeling.saving import load_pretrained
     from tfbert.tasks import get_task
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     path = squad_file(tmp_path / "squad.json")
     config = load_config(None, [

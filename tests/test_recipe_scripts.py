@@ -23,7 +23,7 @@ def _script(name: str):
 @pytest.fixture(scope="module")
 def two_epoch_run(tiny_model_dir, tmp_path_factory):
     """A multi-label run with a validation and a test split and one backup per epoch."""
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     tmp = tmp_path_factory.mktemp("run")
     config = config_for(tiny_model_dir, write_rows(tmp / "a.tsv", repeat=6), tmp, "optimizer.learning_rate=1e-3",

@@ -83,9 +83,26 @@ def test_step_log_keeps_only_records_up_to_the_backup():
     assert [r["step"] for r in log.steps_state()] == [1, 2, 3, 4]
 
 
+def test_step_log_estimates_the_run_from_steady_steps(monkeypatch):
+    """The first fit step (tracing) is left out of the estimate and the ETA."""
+    from tfbert.training import callbacks
+
+    clock = iter([0.0, 30.0, 30.0, 32.0, 32.0, 34.0, 34.0, 36.0])  # begin/end pairs: 30 s, then 2 s steps
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    log = callbacks.StepLog("unused", logging_steps=100, steps_per_epoch=400, batches_per_update=2, total_steps=200)
+    assert log._seconds_per_fit_step() is None
+    for batch in range(4):
+        log.on_train_batch_begin(batch)
+        log.on_train_batch_end(batch)
+    assert log._seconds_per_fit_step() == pytest.approx(2.0)
+    line = log.estimate_line(step=2)
+    # 200 updates x 2 batches x 2 s = 800 s; 198 updates left = 792 s.
+    assert line.startswith("estimated training time: 13m20s for 200 updates (4.00 s per update") and "13m12s left" in line
+
+
 def test_resumed_run_logs_each_step_once(tiny_config, tiny_nodrop_model_dir, tmp_path):
     from tfbert.config import load_config
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     # Without dropout (backbone and classifier) a resumed run makes exactly the uninterrupted run's updates.
     first = tiny_config("training.logging_steps=1", "training.save_steps=3", "training.save_total_limit=20",
@@ -119,7 +136,7 @@ def _flat(values: dict, prefix: str = "") -> dict:
 
 
 def test_run_writes_a_report_with_every_figure(tiny_config, tmp_path):
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     config = tiny_config("training.logging_steps=2", "training.num_train_epochs=2", "data.test_split=0.25")
     lines: list[str] = []
@@ -152,7 +169,7 @@ def _coloured_pixels(page: Path, shot: Path) -> int:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
 def test_report_renders_in_chromium(tiny_config, tmp_path):
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     config = tiny_config("training.logging_steps=2", "export.at_end=false")
     train(config, log=lambda *_: None)
@@ -244,7 +261,7 @@ def test_a_figure_that_fails_to_draw_becomes_a_note(tmp_path, monkeypatch):
 
 def test_report_failure_never_fails_the_run(tiny_config, monkeypatch):
     from tfbert.reporting import html
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     def broken(*args, **kwargs):
         raise RuntimeError("no fonts")
@@ -289,13 +306,18 @@ def test_progress_mode_and_logging_steps_key():
 
 def test_demo_pipeline_line_works_on_a_trained_model_directory(tiny_config):
     """The one-liner scripts/demo.sh prints, on a directory written by training."""
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     config = tiny_config("export.at_end=false")
     train(config, log=lambda *_: None)
     model = Path(config.training.output_dir) / "model"
-    code = ("from transformers import pipeline; print(pipeline('text-classification', "
-            f"model='{model}', framework='tf', dtype=None)('WIN a FREE phone'))")
+    # The line as the script echoes it (and the README shows it), run on this directory: transformers
+    # 4's TF classes need use_safetensors=False beside a PyTorch-format model.safetensors.
+    echoed = re.search(r'^echo "  \.venv/bin/python -c \\"(.+)\\""$', (ROOT / "scripts" / "demo.sh").read_text(), re.M)
+    assert echoed, "scripts/demo.sh no longer prints the pipeline line"
+    template = echoed.group(1)
+    assert template.replace("$RUN", "runs/sms_spam_minilm") in (ROOT / "README.md").read_text()
+    code = template.replace("$RUN/model", str(model))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=ROOT, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-2000:]

@@ -167,7 +167,7 @@ def test_finished_run_refuses_and_changed_config_refuses(recipe, reference):
 
 
 def test_config_differences_ignore_where_and_how_a_run_reports(tiny_config):
-    from tfbert.training.trainer import config_differences
+    from tfbert.run.trainer import config_differences
 
     a = tiny_config()
     b = tiny_config("training.output_dir=/elsewhere", "training.verbose=2", "training.save_steps=7",
@@ -179,7 +179,7 @@ def test_config_differences_ignore_where_and_how_a_run_reports(tiny_config):
 
 def test_unfinished_run_without_backup_starts_again_and_foreign_dirs_are_refused(tiny_config, tmp_path):
     from tfbert.errors import ConfigError
-    from tfbert.training.trainer import plan_start
+    from tfbert.run.trainer import plan_start
 
     config = tiny_config()
     out = Path(config.training.output_dir)
@@ -200,7 +200,7 @@ def test_disk_full_during_a_backup_is_one_line_and_keeps_the_last_good_backup(ti
 
     from tfbert.cli import common
     from tfbert.training import backup
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     config = tiny_config("training.save_steps=2", "training.num_train_epochs=2", "export.at_end=false")
     out = Path(config.training.output_dir)
@@ -232,7 +232,7 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_backup(tiny_config,
     from tfbert.cli import common
     from tfbert.tasks.sequence_classification import task as sequence_classification
     from tfbert.training import backup
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     config = tiny_config("training.save_steps=1", "export.at_end=false")
     out = Path(config.training.output_dir)
@@ -264,7 +264,7 @@ def test_float16_overflow_is_absorbed_by_the_loss_scale(tiny_config, monkeypatch
     import tf_keras
 
     from tfbert.training import optimization
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     made = {}
     original = optimization.make_optimizer

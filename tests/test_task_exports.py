@@ -43,7 +43,7 @@ NER_TEXTS = [
 @pytest.fixture(scope="module")
 def ner_experiment(tiny_model_dir, tmp_path_factory):
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     tmp = tmp_path_factory.mktemp("ner-export")
     rows = [{"tokens": ["I", "love", c, "so", "much"], "tags": ["O", "O", "B-LOC", "O", "O"]}
@@ -128,7 +128,7 @@ def test_group_entities_rules():
 @pytest.fixture(scope="module")
 def qa_export(tiny_model_dir, tmp_path_factory):
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     tmp = tmp_path_factory.mktemp("qa-export")
     path = squad_file(tmp / "squad.json")

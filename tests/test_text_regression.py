@@ -3,7 +3,7 @@
 On the tiny seeded BERT: a score that is not a finite number stops with its file and row; the loss
 is the mean squared error in training, evaluation and packed batches (packed gradients equal
 unpacked ones); a short run goes end to end (evaluation with Pearson/Spearman/MSE, model directory,
-SavedModel, ``tools/evaluate.py``, ``tools/predict.py``, the report's scatter figure), and a fresh
+SavedModel, ``tools/export.py``, ``tools/evaluate.py``, ``tools/predict.py``, the report's scatter figure), and a fresh
 process without tfbert reads the model directory with transformers 4's TF class and
 ``pipeline("text-classification", function_to_apply="none")`` and gets the SavedModel's scores.
 The STS-B preparation script keeps every sentence on one side of its split.
@@ -265,7 +265,7 @@ print(json.dumps({"ours": ours, "auto": logits[:, 0].tolist(), "pipeline": [r["s
 @pytest.fixture(scope="module")
 def run(tiny_model_dir, tmp_path_factory) -> dict:
     """A short run with a validation and a test file: everything it wrote, and its config."""
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     tmp = tmp_path_factory.mktemp("regression-run")
     train_file = write_pairs(tmp / "train.tsv", repeat=3)
@@ -303,6 +303,7 @@ def test_saved_model_scores_equal_the_model_and_tools_agree(run, capsys):
 
     from tfbert.cli import common
     from tfbert.cli import evaluate as evaluate_cli
+    from tfbert.cli import export as export_cli
     from tfbert.cli import predict as predict_cli
     from tfbert.modeling.saving import load_pretrained
     from tfbert.serving.base import load_saved_model
@@ -317,6 +318,11 @@ def test_saved_model_scores_equal_the_model_and_tools_agree(run, capsys):
     result = serve(text=tf.constant(texts), text_pair=tf.constant(pairs))
     assert set(result) == {"score", "logits"}
     np.testing.assert_allclose(result["score"].numpy(), expected, atol=1e-4)
+    # tools/export.py writes the same graph from the model directory.
+    assert common.run(export_cli.main, ["--model", str(out / "model"), "--output", str(out / "exported")]) == 0
+    exported = load_saved_model(out / "exported").signatures["serving_default"]
+    np.testing.assert_allclose(exported(text=tf.constant(texts), text_pair=tf.constant(pairs))["score"].numpy(),
+                               expected, atol=1e-4)
     # tools/predict.py knows the task from the export and prints one score per pair.
     capsys.readouterr()
     assert common.run(predict_cli.main, ["--model", str(out / "saved_model"), texts[0], "--pair", pairs[0],

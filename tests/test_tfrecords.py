@@ -126,7 +126,7 @@ def test_make_tfrecords_writes_a_multi_label_task_as_its_task_says(tiny_model_di
 
 
 def test_training_from_tfrecords_gives_the_same_run_as_from_the_file(tiny_config, tmp_path):
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     common_overrides = ("data.padding=max_length", "optimizer.learning_rate=1e-3")
     from_file = tiny_config(*common_overrides, f"training.output_dir={tmp_path / 'a'}")
@@ -151,7 +151,7 @@ def test_training_from_tfrecords_gives_the_same_run_as_from_the_file(tiny_config
 
 
 def test_records_are_checked_against_the_run(tiny_config, tmp_path):
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     with pytest.raises(DataError, match="no metadata.json"):
         read_metadata(str(tmp_path))

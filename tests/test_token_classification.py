@@ -122,7 +122,7 @@ def test_masked_loss_ignores_unlabelled_positions():
 
 def test_tiny_model_trains_and_evaluates(tiny_model_dir, tmp_path):
     from tfbert.config import load_config
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     rows = []
     for i in range(24):

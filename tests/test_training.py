@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from tfbert.errors import ConfigError
-from tfbert.experiment import build_experiment
+from tfbert.run.experiment import build_experiment
 from tfbert.modeling.saving import load_pretrained
-from tfbert.training.trainer import train
+from tfbert.run.trainer import train
 
 
 def test_train_writes_a_complete_run(tiny_config):

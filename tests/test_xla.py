@@ -7,7 +7,9 @@ trains a few micro-batches (with gradient accumulation, so both the accumulate a
 functions compile, and an update happens in between) and must log the same training loss as the
 uncompiled run, and leave the same logits behind. float32 must agree to 1e-5; under mixed
 precision XLA fuses the element-wise work around the bfloat16/float16 matmuls differently, so the
-two runs round differently and agree only to the 16-bit formats' own resolution.
+two runs round differently and agree only to the 16-bit formats' own resolution. Each case
+compiles for tens of seconds, so the default suite runs `DEFAULT` (every task type, padding,
+precision and accumulation at least once) and the rest with ``--run-slow``.
 """
 from __future__ import annotations
 
@@ -35,6 +37,15 @@ CASES = [
     ("text_regression", "packed", "float32", 2),
     ("text_regression", "max_length", "mixed_bfloat16", 1),
 ]
+#: The default suite's share: every task type, packed and max_length, each precision policy and
+#: accumulation at least once; the other cases are `slow` (./scripts/test.sh --run-slow).
+DEFAULT = {
+    ("sequence_classification", "packed", "mixed_float16", 2),
+    ("token_classification", "packed", "float32", 2),
+    ("question_answering", "max_length", "mixed_bfloat16", 2),
+    ("multi_label_classification", "max_length", "float32", 2),
+    ("text_regression", "packed", "float32", 2),
+}
 #: float32: the same kernels in another order; 16-bit: the formats' resolution (bfloat16 has 8
 #: significant bits, so ~4e-3 relative), measured differences were ~1e-3 on losses near 1.
 TOLERANCE = {"float32": 1e-5, "mixed_bfloat16": 2e-2, "mixed_float16": 5e-3}
@@ -57,7 +68,7 @@ def _run(name: str, padding: str, precision: str, accumulation: int, jit: bool, 
 
     from tfbert.config import load_config
     from tfbert.data.pipeline import make_dataset
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
     from tfbert.modeling.packed import unpacked_model
 
     case = LEARNING[name]
@@ -91,8 +102,18 @@ def _run(name: str, padding: str, precision: str, accumulation: int, jit: bool, 
     return np.array(losses), logits
 
 
-@pytest.mark.parametrize("name, padding, precision, accumulation", CASES,
-                         ids=[f"{n}-{p}-{q}-acc{a}" for n, p, q, a in CASES])
+def test_default_cases_cover_every_task_padding_and_precision():
+    from tfbert.tasks.registry import task_types
+
+    assert DEFAULT <= set(CASES)
+    assert {task_type_of(name) for name, *_ in DEFAULT} == set(task_types())
+    assert {p for _, p, _, _ in DEFAULT} == {"packed", "max_length"}
+    assert {q for _, _, q, _ in DEFAULT} == set(TOLERANCE) and any(a > 1 for *_, a in DEFAULT)
+
+
+@pytest.mark.parametrize("name, padding, precision, accumulation", [
+    pytest.param(*case, id="{}-{}-{}-acc{}".format(*case), marks=() if case in DEFAULT else pytest.mark.slow)
+    for case in CASES])
 def test_compiled_step_equals_uncompiled(name, padding, precision, accumulation, nodrop_dir, tmp_path):
     plain, plain_logits = _run(name, padding, precision, accumulation, False, nodrop_dir, tmp_path / "plain")
     xla, xla_logits = _run(name, padding, precision, accumulation, True, nodrop_dir, tmp_path / "xla")

@@ -4,7 +4,7 @@ The library in five calls::
 
     config = tfbert.load_config("configs/sms_spam_minilm.yaml", ["optimizer.learning_rate=3e-5"])
     experiment = tfbert.build_experiment(config)        # compiled Keras model + tf.data splits
-    experiment.model.fit(experiment.train_dataset, epochs=2)
+    experiment.fit()                                     # or model.fit(experiment.train_dataset, ...)
     tfbert.save_pretrained("out/model", experiment.model, experiment.tokenizer, config, experiment.label_names)
     tfbert.export_saved_model(experiment.model, experiment.tokenizer, experiment.label_names, "out/saved_model",
                               config=config)
@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING
 _LAZY = {
     "ExperimentConfig": "tfbert.config", "load_config": "tfbert.config",
     "ConfigError": "tfbert.errors", "DataError": "tfbert.errors", "ModelError": "tfbert.errors",
-    "TfbertError": "tfbert.errors", "Experiment": "tfbert.experiment", "build_experiment": "tfbert.experiment",
+    "TfbertError": "tfbert.errors", "Experiment": "tfbert.run.experiment", "build_experiment": "tfbert.run.experiment",
     "load_pretrained": "tfbert.modeling.saving", "save_pretrained": "tfbert.modeling.saving",
-    "train": "tfbert.training.trainer",
+    "train": "tfbert.run.trainer",
     "export_saved_model": "tfbert.serving.export", "load_saved_model": "tfbert.serving.export",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tfbert.config import ExperimentConfig, load_config
     from tfbert.errors import ConfigError, DataError, ModelError, TfbertError
-    from tfbert.experiment import Experiment, build_experiment
+    from tfbert.run.experiment import Experiment, build_experiment
     from tfbert.modeling.saving import load_pretrained, save_pretrained
     from tfbert.serving.export import export_saved_model, load_saved_model
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
 
 def __getattr__(name: str):

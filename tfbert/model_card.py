@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from tfbert.config import ExperimentConfig
-from tfbert.training.batch_plan import BatchPlan
+
+if TYPE_CHECKING:  # pragma: no cover - the plan is only read; importing it would load training/
+    from tfbert.training.batch_plan import BatchPlan
 
 #: Hub model ids of the bundled models (for ``base_model``)
 _BUNDLED_HUB_IDS = {"all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}

@@ -12,7 +12,7 @@ def export_all_tasks(model_dir: Path, out: Path) -> dict[str, Path]:
     from tests.conftest import write_spam_tsv
     from tests.test_question_answering import squad_file
     from tfbert.config import load_config
-    from tfbert.experiment import build_experiment
+    from tfbert.run.experiment import build_experiment
 
     ner_data = out / "ner.jsonl"
     rows = [{"tokens": ["I", "love", c, "so", "much"], "tags": ["O", "O", "B-LOC", "O", "O"]}

@@ -9,11 +9,11 @@ tokenizer files beside it (`tfbert.deploy`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from tfbert.cli import common
+from tfbert.rundir import RunDir
 
 
 def _run_card(loaded, output: Path) -> str:
@@ -21,23 +21,18 @@ def _run_card(loaded, output: Path) -> str:
     from tfbert.model_card import render_model_card
     from tfbert.modeling.saving import head_note
 
-    run = Path(loaded.directory).resolve().parent
-    evaluation = None
-    if (run / "eval_results.json").is_file():
-        evaluation = json.loads((run / "eval_results.json").read_text(encoding="utf-8"))
-        if "metrics" not in evaluation:
-            evaluation = None
-    history = []
-    if (run / "metrics.jsonl").is_file():
-        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-                   if line.strip()]
+    run = RunDir(Path(loaded.directory).resolve().parent)
+    evaluation = run.read_evaluation()
+    if evaluation is not None and "metrics" not in evaluation:
+        evaluation = None
+    history = run.read_metrics()
     config = loaded.config
     note = None
     from tfbert.tasks import get_task
 
     if not get_task(config.task.type).has_hf_head(config):
         note = head_note(config)
-    name = run.name if output.resolve() == (run / "model") else output.name
+    name = run.path.name if output.resolve() == run.model_dir else output.name
     return render_model_card(config, None, history, evaluation, loaded.label_names, model_name=name,
                              evaluated_on=(evaluation or {}).get("split", "test"), head_note=note)
 

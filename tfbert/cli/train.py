@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(args.config, args.overrides)  # a config error stops here, before TensorFlow loads
     common.quiet_libraries()
-    from tfbert.training.trainer import train
+    from tfbert.run.trainer import train
 
     train(config, args.strategy)
     return 0

@@ -111,7 +111,8 @@ def load_classification_data(
 
     data = TaskData(label_names=list(names))
     for split, table in tables.items():
-        data.extras[split] = [table[c] for c in _text_columns(config)]
+        # Plain lists of str: datasets 4 hands a column back as a lazy Column, which tokenizers reject.
+        data.extras[split] = [list(table[c]) for c in _text_columns(config)]
         data.splits[split] = tokenize_split(
             table, tokenizer, config.text_column, config.text_pair_column, config.max_seq_length, targets[split]
         )

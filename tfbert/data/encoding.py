@@ -8,7 +8,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from tfbert.modeling.backbone import token_feature_names
+from tfbert.data.features import token_feature_names
 
 IGNORE_INDEX = -100  # label of tokens the loss and metrics skip (special tokens, later subwords, padding)
 

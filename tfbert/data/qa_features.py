@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tfbert.data.features import token_feature_names
 from tfbert.data.squad import QAExample
 from tfbert.errors import ConfigError, DataError
-from tfbert.modeling.backbone import token_feature_names
 
 NOT_CONTEXT = (-1, -1)
 _BATCH = 1000

@@ -14,12 +14,12 @@ from typing import Iterable, Optional
 import tensorflow as tf
 import tf_keras
 
+from tfbert.data.features import ATTENTION_MASK, token_feature_names
 from tfbert.errors import ConfigError, ModelError
 from tfbert.modeling.encoder import SUPPORTED_MODEL_TYPES, load_encoder, unsupported_reason
 from tfbert.modeling.encoder.encoder import LAST_HIDDEN_STATE, TransformerEncoder
 from tfbert.pretrained import check_config_file, check_weights, load_transformers_backbone, resolve_model_dir
 
-ATTENTION_MASK = "attention_mask"
 #: ``model.backbone`` values
 BACKBONES = ("auto", "tfbert", "transformers")
 
@@ -151,14 +151,6 @@ def apply_pooler(backbone, vectors: tf.Tensor) -> tf.Tensor:
 
 
 # ---------------------------------------------------------------- inputs and initialisation
-
-def token_feature_names(tokenizer) -> list[str]:
-    """The tokenizer's per-token features that tfbert stores (``input_ids``, ``token_type_ids``…).
-
-    The attention mask is not stored: batching makes it from the padding.
-    """
-    return [n for n in tokenizer.model_input_names if n != ATTENTION_MASK]
-
 
 def model_input_names(tokenizer, features: Optional[Iterable[str]] = None) -> list[str]:
     """The task model's inputs: the stored token features (those in `features`, if given) + the mask.

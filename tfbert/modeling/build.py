@@ -1,10 +1,12 @@
-"""Build a task model: the backbone (or a fine-tuned starting point) + the task's head, compiled.
+"""Build a task model: the backbone (or a fine-tuned starting point) + the task's head, uncompiled.
 
-`build_model` is what `build_experiment` calls inside the strategy's scope.
+`build_model` is what `build_experiment` calls inside the strategy's scope. It does not compile:
+the optimizer, its schedule and the packed or pipelined twin are the run's (`tfbert.run`), and a
+model built for serving or inspection needs none of them.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from tfbert.config import ExperimentConfig
 from tfbert.modeling.backbone import check_sequence_length, find_backbone, load_backbone
@@ -12,15 +14,13 @@ from tfbert.modeling.freezing import apply_freezing
 from tfbert.modeling.saving import load_pretrained
 from tfbert.modeling.task_model import TaskModel
 from tfbert.pretrained import is_finetuned_dir
-from tfbert.training.compile import compile_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from tfbert.tasks.base import Task
 
 
-def build_model(config: ExperimentConfig, task: "Task", num_labels: int, input_names: list[str],
-                total_steps: int, steps_per_execution: Optional[int] = None, compile: bool = True) -> TaskModel:
-    """Backbone + head, frozen as configured, compiled with the configured optimizer (unless not `compile`).
+def build_model(config: ExperimentConfig, task: "Task", num_labels: int, input_names: list[str]) -> TaskModel:
+    """Backbone + head, frozen as configured; uncompiled (`tfbert.training.compile.compile_model` compiles it).
 
     Call inside the strategy's scope. ``model.name_or_path`` may also be a fine-tuned tfbert
     model directory, whose weights (head included) are the starting point.
@@ -30,9 +30,6 @@ def build_model(config: ExperimentConfig, task: "Task", num_labels: int, input_n
         task: the task (`tfbert.tasks.get_task(config.task.type)`), which builds the head.
         num_labels: labels of the head (ignored by span heads).
         input_names: the model's inputs (`tfbert.modeling.backbone.model_input_names`).
-        total_steps: optimizer updates of the run (the learning-rate schedule's length).
-        steps_per_execution: `compile`'s, default ``training.steps_per_execution``.
-        compile: False to build only (a packed twin is compiled instead).
     """
     if is_finetuned_dir(config.model.name_or_path):
         # Continue fine-tuning a tfbert model: its head comes along, so the labels must agree.
@@ -45,8 +42,6 @@ def build_model(config: ExperimentConfig, task: "Task", num_labels: int, input_n
         check_sequence_length(backbone.config, config.data.max_seq_length)
         apply_freezing(backbone, config.training.freeze, config.training.freeze_layers)
         model = task.build_model(backbone, config, num_labels, input_names)
-    if compile:
-        compile_model(model, config, total_steps, task, steps_per_execution)
     return model
 
 

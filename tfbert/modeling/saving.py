@@ -55,7 +55,6 @@ from tfbert.modeling.encoder.checkpoint import (
     pt_name_from_tf, read_state_dict, save_safetensors, save_tf_h5, snake_scope,
 )
 from tfbert.tasks.registry import get_task_class
-from tfbert.training.compile import compile_model
 from tfbert.utils.files import atomic_directory
 
 LABELS_FILE = "labels.json"
@@ -362,9 +361,11 @@ def _check_num_labels(directory: Path, num_labels: Optional[int], label_names: l
 
 
 def load_pretrained(directory: str | Path, num_labels: int | None = None) -> FineTunedModel:
-    """Rebuild the compiled Keras task model from a fine-tuned model directory (either format).
+    """Rebuild the Keras task model from a fine-tuned model directory (either format), uncompiled.
 
-    For a base (not fine-tuned) checkpoint use `tfbert.modeling.backbone.load_backbone`.
+    Prediction and the tasks' evaluation need no compiled model; continued fine-tuning compiles
+    it with the run's schedule (`tfbert.run.experiment.build_experiment`). For a base (not
+    fine-tuned) checkpoint use `tfbert.modeling.backbone.load_backbone`.
 
     Args:
         directory: ``RUN/model`` as written by training or `save_pretrained`.
@@ -386,7 +387,7 @@ def load_pretrained(directory: str | Path, num_labels: int | None = None) -> Fin
     tokenizer = _load_tokenizer(directory)
     task = get_task(config.task.type)
     if is_legacy_dir(directory):
-        model = _load_legacy(directory, config, task, label_names, tokenizer)  # compiled before restoring
+        model = _load_legacy(directory, config, task, label_names, tokenizer)
     else:
         manifest = _read_manifest(directory)
         from tfbert.pretrained import check_config_file
@@ -396,7 +397,6 @@ def load_pretrained(directory: str | Path, num_labels: int | None = None) -> Fin
             model = _load_own_encoder_dir(directory, config, task, label_names, tokenizer, manifest)
         else:
             model = _load_transformers_dir(directory, config, task, label_names, tokenizer, manifest)
-        compile_model(model, config, total_steps=1, task=task)
     return FineTunedModel(model=model, tokenizer=tokenizer, config=config, label_names=label_names, directory=directory)
 
 
@@ -408,8 +408,7 @@ def _load_legacy(directory: Path, config: ExperimentConfig, task, label_names: l
     except (OSError, ValueError) as exc:
         raise ModelError(f"{directory / 'backbone' / 'config.json'}: not a transformers config ({_first_line(exc)})") from None
     model = task.build_model(backbone, config, len(label_names), model_input_names(tokenizer))
-    # The format-1 checkpoint holds the optimizer too: compile first so its objects line up.
-    compile_model(model, config, total_steps=1, task=task)
+    # The format-1 checkpoint holds the optimizer too; expect_partial leaves it unread.
     if not (directory / "weights.index").is_file():
         raise ModelError(f"{directory / 'weights.index'}: checkpoint not found")
     try:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from tfbert import rundir
 from tfbert.config import flatten_keys
 from tfbert.reporting.runs import RunData, load_run
 from tfbert.utils.files import write_text
@@ -176,9 +177,9 @@ def write_report(run_dirs: Sequence[str | Path], output: Optional[str | Path] = 
         runs[0].summary = summary
     if output is None:
         first = Path(run_dirs[0])
-        output = (first / "report.html" if len(runs) == 1
-                  else first.parent / ("compare-" + "-".join(run.name for run in runs)) / "report.html")
+        output = (first / rundir.REPORT if len(runs) == 1
+                  else first.parent / ("compare-" + "-".join(run.name for run in runs)) / rundir.REPORT)
     output = Path(output)
-    figures = draw_figures(runs, output.parent / "figures")
+    figures = draw_figures(runs, output.parent / rundir.FIGURES)
     write_text(output, render_html(runs, figures))
     return output

@@ -1,13 +1,13 @@
 """Reading what a run wrote (config, per-epoch and per-step metrics, evaluation, summary)."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from tfbert.errors import ConfigError
+from tfbert.rundir import RunDir
 
 
 @dataclass
@@ -69,18 +69,6 @@ class RunData:
         return real / slots if slots else None
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _read_json(path: Path) -> Optional[dict]:
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def load_run(directory: str | Path, name: Optional[str] = None) -> RunData:
     """Read a run directory (``training.output_dir``) that holds at least ``config.yaml``.
 
@@ -90,15 +78,12 @@ def load_run(directory: str | Path, name: Optional[str] = None) -> RunData:
     """
     import yaml
 
-    directory = Path(directory)
-    config_path = directory / "config.yaml"
-    if not config_path.is_file():
-        raise ConfigError(f"{directory}: not a tfbert run directory (no config.yaml)")
+    run = RunDir(directory)
+    if not run.is_run():
+        raise ConfigError(f"{run.path}: not a tfbert run directory (no {run.config_file.name})")
     try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        return RunData(
-            name=name or directory.resolve().name, directory=directory, config=config,
-            epochs=_read_jsonl(directory / "metrics.jsonl"), steps=_read_jsonl(directory / "steps.jsonl"),
-            evaluation=_read_json(directory / "eval_results.json"), summary=_read_json(directory / "run_summary.json"))
+        return RunData(name=name or run.path.resolve().name, directory=run.path, config=run.read_config(),
+                       epochs=run.read_metrics(), steps=run.read_steps(), evaluation=run.read_evaluation(),
+                       summary=run.read_summary())
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{directory}: cannot read the run's files ({exc})") from None
+        raise ConfigError(f"{run.path}: cannot read the run's files ({exc})") from None

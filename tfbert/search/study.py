@@ -6,7 +6,7 @@ directory), so a killed search continues when the same command runs again, and a
 same command with the same ``--storage`` and ``--study-name``.
 
 Each trial is a normal run directory (``OUT/trial-007``) trained by ``tfbert.cli.train`` in a
-child process. Why a child process and not `tfbert.training.trainer.train` in this one: TensorFlow
+child process. Why a child process and not `tfbert.run.trainer.train` in this one: TensorFlow
 keeps graphs, kernels and allocator memory for the life of a process, and several of its settings
 are process-wide (precision policy, logical devices for Mirrored, the SIGTERM handler); a fresh
 process per trial gives every trial the same start, and a trial that crashes or runs out of memory
@@ -38,11 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from tfbert import rundir
 from tfbert.config import ExperimentConfig, flatten_keys, load_config, new_config
 from tfbert.errors import ConfigError, TfbertError
+from tfbert.rundir import RunDir
 from tfbert.search.space import Param, load_space, trial_config
 from tfbert.search.trials import (Stop, best_of, die_with_parent, drop_backups, last_line, lock, markdown_table,
-                                  param_importances, read_epochs, stop_on_signals, terminate)
+                                  param_importances, stop_on_signals, terminate)
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -311,7 +313,7 @@ class Search:
             self.study.tell(trial, state=TrialState.PRUNED)
             self.log(f"trial {trial.number}: pruned after epoch {pruned}")
             return
-        epochs = read_epochs(run_dir)
+        epochs = RunDir(run_dir).read_metrics()
         self._report(trial, epochs, reported)
         trial.set_user_attr("seconds", round(seconds, 1))
         value = best_of(epochs, prepared.metric, mode, last_only=not config.training.load_best_model_at_end)
@@ -341,7 +343,7 @@ class Search:
         """Follow the run until it exits; the epoch it was pruned at, or None."""
         while True:
             finished = child.poll() is not None
-            epochs = read_epochs(run_dir)
+            epochs = RunDir(run_dir).read_metrics()
             if not finished and self._report(trial, epochs, reported):
                 return max(reported)
             if finished:
@@ -410,13 +412,13 @@ class Search:
     def _write_report(self, trials) -> Optional[Path]:
         """The run report comparing the trials' curves (pruned ones stop early); never fails the search."""
         dirs = [self.trial_dir(t.user_attrs.get("tfbert_run", t.number)) for t in trials]
-        dirs = [d for d in dirs if (d / "metrics.jsonl").is_file()]
+        dirs = [d for d in dirs if RunDir(d).metrics_file.is_file()]
         if not dirs:
             return None
         try:
             from tfbert.reporting import write_report
 
-            return write_report(dirs, output=self.out / "report" / "report.html")
+            return write_report(dirs, output=self.out / "report" / rundir.REPORT)
         except Exception as exc:  # noqa: BLE001 - the summary is written; the report is extra
             self.log(f"report: not written ({type(exc).__name__}: {exc})")
             return None

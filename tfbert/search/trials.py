@@ -1,10 +1,9 @@
-"""What the search (`tfbert.search.study`) needs around its trials: reading a trial's epochs, locks,
-child processes, signals, and the study's summary tables."""
+"""What the search (`tfbert.search.study`) needs around its trials: locks, child processes, signals,
+dropping a pruned trial's backups, and the study's summary tables (a trial's epochs: `RunDir`)."""
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import math
 import os
 import shutil
@@ -13,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterator, Optional
 
+from tfbert.rundir import RunDir
 
 
 def best_of(records: list[dict], metric: str, mode: str, last_only: bool) -> Optional[float]:
@@ -22,22 +22,6 @@ def best_of(records: list[dict], metric: str, mode: str, last_only: bool) -> Opt
     if last_only:
         return values[-1]
     return min(values) if mode == "min" else max(values)
-
-
-def read_epochs(run_dir: Path) -> list[dict]:
-    """A run's per-epoch records so far (``metrics.jsonl`` is replaced whole, atomically)."""
-    path = run_dir / "metrics.jsonl"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return []
-    records = []
-    for line in text.splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return records
 
 
 def lock(path: Path, block: bool = False) -> Optional[int]:
@@ -119,9 +103,7 @@ def terminate(child: subprocess.Popen, timeout: float = 120.0) -> None:
 
 def drop_backups(run_dir: Path) -> None:
     """A pruned trial is final: delete its resumable backups (its metrics and logs stay)."""
-    from tfbert.training.backup import list_backups
-
-    for backup in list_backups(run_dir):
+    for backup in RunDir(run_dir).backups():
         shutil.rmtree(backup, ignore_errors=True)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import threading
 import time
@@ -31,12 +30,11 @@ import tensorflow as tf
 import tf_keras
 
 from tfbert.errors import ConfigError, TfbertError
+from tfbert.rundir import STATE_FILE, RunDir
 from tfbert.utils.files import atomic_directory, write_json
 
-STATE_FILE = "trainer_state.json"
 CHECKPOINT_PREFIX = "ckpt"
 STATE_FORMAT = 1
-_STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 class CheckpointWriteError(TfbertError):
@@ -54,25 +52,16 @@ class TrainingInterrupted(TfbertError):
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return RunDir(run_dir).checkpoints_dir
 
 
 def list_backups(run_dir: str | Path) -> list[Path]:
-    """Complete backups of a run, oldest first (a backup is complete once its directory exists)."""
-    root = checkpoints_dir(run_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        match = _STEP_DIR.match(path.name)
-        if match and path.is_dir() and (path / STATE_FILE).is_file():
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
+    """Complete backups of a run, oldest first (`RunDir.backups`)."""
+    return RunDir(run_dir).backups()
 
 
 def latest_backup(run_dir: str | Path) -> Optional[Path]:
-    backups = list_backups(run_dir)
-    return backups[-1] if backups else None
+    return RunDir(run_dir).latest_backup()
 
 
 def remove_stale_temporaries(run_dir: str | Path) -> None:
@@ -276,7 +265,7 @@ class RunBackup(tf_keras.callbacks.Callback):
         """Write a backup of the current position atomically; keep the newest `keep`."""
         if self._checkpoint is None:
             self._checkpoint = training_checkpoint(self.model)
-        target = checkpoints_dir(self.run_dir) / f"step-{self.updates_done}"
+        target = RunDir(self.run_dir).backup_dir(self.updates_done)
         try:
             with atomic_directory(target) as tmp:
                 self._checkpoint.write(str(tmp / CHECKPOINT_PREFIX))
@@ -300,6 +289,6 @@ class RunBackup(tf_keras.callbacks.Callback):
             raise TrainingInterrupted(
                 f"stopped by SIGTERM at {where}; multiworker runs resume from the last periodic backup "
                 f"({latest or 'none yet'}): rerun the same command")
-        target = checkpoints_dir(self.run_dir) / f"step-{self.updates_done}" if saved else self.save()
+        target = RunDir(self.run_dir).backup_dir(self.updates_done) if saved else self.save()
         raise TrainingInterrupted(f"stopped by SIGTERM at {where}; backup written to {target}; "
                                   "rerun the same command to resume")

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 import tf_keras
 
+from tfbert.rundir import RunDir
 from tfbert.utils.files import write_text
 
 
@@ -177,10 +178,12 @@ class DivergenceGuard(tf_keras.callbacks.Callback):
         loss = float(loss)
         done = self._epoch * self.steps_per_epoch + batch + 1
         if not math.isfinite(loss):
+            # float16's range is the usual suspect only when the run computes in float16.
+            fp16 = tf_keras.mixed_precision.global_policy().compute_dtype == "float16"
             self._stop(f"training loss became {loss} at step {self._step(done)} (epoch {self._epoch + 1}, "
                        f"batch {batch + 1}); last good backup: {self._latest()}; try a lower "
-                       "optimizer.learning_rate, optimizer.max_grad_norm, or precision.policy float32 / "
-                       "mixed_bfloat16 instead of mixed_float16")
+                       "optimizer.learning_rate or optimizer.max_grad_norm (e.g. 1.0)"
+                       + (", or precision.policy float32 / mixed_bfloat16 instead of mixed_float16" if fp16 else ""))
         batches = batch + 1 - (self._epoch_start or 0)
         total = loss * batches
         self._pending_sum += total - self._epoch_sum
@@ -254,32 +257,26 @@ class MetricsLog(tf_keras.callbacks.Callback):
     def write(self) -> None:
         if not self.history and not self.directory.exists():
             return
-        jsonl = "".join(json.dumps(record) + "\n" for record in self.history)
-        write_text(self.directory / "metrics.jsonl", jsonl)
-        columns = list(dict.fromkeys(key for record in self.history for key in record))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns or ["epoch"], restval="")
-        writer.writeheader()
-        writer.writerows(self.history)
-        write_text(self.directory / "metrics.csv", buffer.getvalue())
+        write_records(self.directory, "metrics", self.history, first_column="epoch")
 
 
-def write_records(directory: str | Path, stem: str, records: list[dict]) -> None:
-    """``STEM.jsonl`` and ``STEM.csv`` rewritten whole from `records`, each atomically.
+def write_records(directory: str | Path, stem: str, records: list[dict], first_column: str = "step") -> None:
+    """``STEM.jsonl`` and ``STEM.csv`` (`RunDir.records_files`) rewritten whole from `records`, each atomically.
 
     Args:
         directory: the run directory.
-        stem: file name without extension.
+        stem: ``metrics`` or ``steps``.
         records: flat dicts; the CSV has the union of their keys as columns.
+        first_column: the CSV's header while there are no records yet.
     """
-    directory = Path(directory)
-    write_text(directory / f"{stem}.jsonl", "".join(json.dumps(record) + "\n" for record in records))
+    jsonl, table = RunDir(directory).records_files(stem)
+    write_text(jsonl, "".join(json.dumps(record) + "\n" for record in records))
     columns = list(dict.fromkeys(key for record in records for key in record))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns or ["step"], restval="")
+    writer = csv.DictWriter(buffer, fieldnames=columns or [first_column], restval="")
     writer.writeheader()
     writer.writerows(records)
-    write_text(directory / f"{stem}.csv", buffer.getvalue())
+    write_text(table, buffer.getvalue())
 
 
 def current_learning_rate(model: tf_keras.Model) -> float:
@@ -363,6 +360,8 @@ class StepLog(tf_keras.callbacks.Callback):
         self._window_seconds = 0.0
         self._window_fit_steps = 0
         self._fit_seconds = 0.0
+        self._first_step_seconds: Optional[float] = None
+        self._estimate_printed = False
         self._writer = None
 
     def steps_state(self) -> list[dict]:
@@ -387,6 +386,8 @@ class StepLog(tf_keras.callbacks.Callback):
         seconds = time.perf_counter() - self._batch_start
         self._window_seconds += seconds
         self._fit_seconds += seconds
+        if self._first_step_seconds is None:
+            self._first_step_seconds = seconds
         done = self._epoch * self.steps_per_epoch + batch + 1
         self._window_fit_steps += done - self._fit_steps_done
         self._fit_steps_done = done
@@ -427,6 +428,29 @@ class StepLog(tf_keras.callbacks.Callback):
             self._writer.flush()
         if self.print_lines:
             print(self._line(record), flush=True)
+        if not self._estimate_printed and self._seconds_per_fit_step() is not None:
+            self._estimate_printed = True
+            # Once, early, on its own line (also under a progress bar): the whole run's cost is
+            # known after one window, long before the first epoch's bar ends.
+            print(("" if self.print_lines else "\n") + self.estimate_line(record["step"]), flush=True)
+
+    def _seconds_per_fit_step(self) -> Optional[float]:
+        """Steady-state seconds per `fit` step in this `fit`: the first step (tracing and
+        compilation) is left out; None until a second step ran."""
+        steps = self._fit_steps_done - self._start_fit_steps
+        if steps < 2 or self._first_step_seconds is None:
+            return None
+        return (self._fit_seconds - self._first_step_seconds) / (steps - 1)
+
+    def estimate_line(self, step: int) -> str:
+        """The run's estimated training time, from the steps timed so far (validation, backups and
+        evaluation come on top)."""
+        rate = self._seconds_per_fit_step() or 0.0
+        total = self.total_steps * self.batches_per_update * rate
+        left = (self.total_steps - step) * self.batches_per_update * rate
+        return (f"estimated training time: {_duration(total)} for {self.total_steps:,} updates "
+                f"({rate * self.batches_per_update:.2f} s per update over the first window; "
+                f"{_duration(left)} left; validation and saving come on top)")
 
     def _line(self, record: dict) -> str:
         parts = [f"step {record['step']}/{self.total_steps} (epoch {record['epoch']:.2f})"]
@@ -437,7 +461,7 @@ class StepLog(tf_keras.callbacks.Callback):
             parts.append(f"grad norm {record['grad_norm']:.3f}")
         if "tokens_per_second" in record:
             parts.append(f"{record['tokens_per_second']:,.0f} tokens/s")
-        updates = self._fit_steps_done // self.batches_per_update - self._start_fit_steps // self.batches_per_update
-        if updates > 0:
-            parts.append(f"eta {_duration((self.total_steps - record['step']) * self._fit_seconds / updates)}")
+        rate = self._seconds_per_fit_step()
+        if rate is not None:
+            parts.append(f"eta {_duration((self.total_steps - record['step']) * self.batches_per_update * rate)}")
         return ", ".join(parts)

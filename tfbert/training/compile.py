@@ -1,6 +1,7 @@
 """Compile a task model: the configured optimizer with the task's loss and metrics.
 
-Shared by training (`tfbert.modeling.build`), the packed and pipelined twins and `load_pretrained`.
+Called by the run (`tfbert.run.experiment`) for the task model and its packed and pipelined twins:
+building (`tfbert.modeling.build`) and loading (`load_pretrained`) never compile.
 """
 from __future__ import annotations
 

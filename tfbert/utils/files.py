@@ -46,8 +46,10 @@ def refuse_to_replace_finished_run(target: str | Path, overwrite: bool = False, 
     """
     from tfbert.errors import OutputExistsError
 
+    from tfbert.rundir import RunDir
+
     target = Path(target)
-    if overwrite or not (target.parent / "run_summary.json").is_file():
+    if overwrite or not RunDir(target.parent).is_finished():
         return
     if target.is_dir() and any(target.iterdir()):
         raise OutputExistsError(f"{target}: refusing to replace {target.name}/ of the finished run {target.parent} "

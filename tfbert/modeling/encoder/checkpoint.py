@@ -213,8 +213,9 @@ def load_encoder_weights(encoder, state: dict[str, np.ndarray], source: str = "c
             parts[0].T if key.endswith("/kernel") else parts[0])
         variable = variables[key]
         if tuple(value.shape) != tuple(variable.shape):
-            raise ModelError(f"{source}: {names[0]} has shape {list(parts[0].shape)}, but the config "
-                             f"({config.model_type}, hidden {config.hidden_size}) needs {list(variable.shape)} for {key}")
+            raise ModelError(f"{source}: {names[0]} has shape {list(parts[0].shape)}, but config.json "
+                             f"({config.model_type}, hidden_size {config.hidden_size}) needs {list(variable.shape)} "
+                             f"for {key}")
         variable.assign(value.astype(variable.dtype.as_numpy_dtype))
     if missing:
         raise ModelError(f"{source}: {len(missing)} weights of the {config.model_type} encoder are missing "

@@ -298,8 +298,10 @@ class MultiLabelClassification(Task):
             how = "tuned on the validation split for micro F1"
         lines = ["## Decision thresholds", "",
                  f"A label is predicted when its sigmoid probability reaches its threshold ({how}). Without "
-                 "tfbert: `pipeline(\"text-classification\", model=DIR, framework=\"tf\", top_k=None, "
-                 "function_to_apply=\"sigmoid\")`, then keep each label whose score is at least its threshold "
+                 "tfbert: `pipeline(\"text-classification\", model=DIR, framework=\"tf\", dtype=None, "
+                 "top_k=None, function_to_apply=\"sigmoid\", model_kwargs={\"use_safetensors\": False})` "
+                 "(transformers 4's TF classes cannot read the PyTorch-format model.safetensors without torch), "
+                 "then keep each label whose score is at least its threshold "
                  "(`task.tuned_thresholds` / `task.tuned_threshold` in `tfbert_config.yaml` hold the same values).",
                  ""]
         if min(thresholds) == max(thresholds):

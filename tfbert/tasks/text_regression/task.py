@@ -206,7 +206,9 @@ class TextRegression(Task):
         return ["## Scores", "",
                 f"The model predicts one number per {what} (trained with mean squared error; `problem_type: "
                 "regression`, `num_labels: 1`). Without tfbert, `pipeline(\"text-classification\", model=DIR, "
-                f"framework=\"tf\", function_to_apply=\"none\")({call})` returns it as `score`.", ""]
+                "framework=\"tf\", dtype=None, function_to_apply=\"none\", "
+                f"model_kwargs={{\"use_safetensors\": False}})({call})` returns it as `score` (transformers 4's "
+                "TF classes cannot read the PyTorch-format model.safetensors without torch).", ""]
 
     def summary(self, report: dict) -> str:
         return (f"Spearman {report['spearman']:.4f}, Pearson {report['pearson']:.4f}, MSE {report['mse']:.4f} "

@@ -2,21 +2,24 @@
 
 This is the library entry point: `build_experiment(config)` returns a compiled Keras model and
 `tf.data` datasets, so a user can call ``model.fit`` in their own script (see ``examples/``).
+The model is compiled here, not where it is built (`tfbert.modeling.build`): a run knows its
+schedule length, its packed or pipelined twin and its strategy. `Experiment.train_stream` is the
+only training pipeline: `Experiment.fit` reads it and `Experiment.train_dataset` is the same
+stream over the planned epochs, so a user's ``model.fit`` sees the batches the trainer would.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras
 
 from tfbert import distribute
 from tfbert.config import ExperimentConfig
-from tfbert.data.encoding import EncodedSplit
 from tfbert.data.packing import plan_packing, resolve_padding
 from tfbert.data.pipeline import bucket_sizes, make_dataset, make_train_stream
 from tfbert.data.tfrecords import load_task_data
@@ -27,6 +30,7 @@ from tfbert.modeling.packed import build_packed_model
 from tfbert.modeling.task_model import TaskModel
 from tfbert.modeling.saving import read_label_names
 from tfbert.pretrained import is_finetuned_dir, load_tokenizer
+from tfbert.rundir import RunDir
 from tfbert.tasks import Task, TaskData, get_task
 from tfbert.training import callbacks as tfbert_callbacks
 from tfbert.training.backup import RunBackup, SigtermFlag
@@ -47,25 +51,28 @@ class Experiment:
     data: TaskData
     plan: BatchPlan
     strategy: tf.distribute.Strategy
-    #: split name -> its `tf.data` pipeline; called on first use of `datasets`
-    dataset_factory: Optional[Callable[[str], tf.data.Dataset]] = field(default=None, repr=False)
 
     @functools.cached_property
     def datasets(self) -> dict[str, tf.data.Dataset]:
         """A `tf.data` pipeline per split for ``model.fit``/``evaluate`` in a user's script.
 
-        Built on first use: `fit` reads `train_stream` and evaluation reads the encoded splits, so
-        a run through `tfbert.train` never builds them.
+        ``train``: `train_dataset`; every other split: one unshuffled pass (`eval_dataset`). Built
+        on first use, so a run through `tfbert.train` never builds them.
         """
-        return {name: self.dataset_factory(name) for name in self.data.splits} if self.dataset_factory else {}
+        return {name: self.train_dataset if name == "train" else self.eval_dataset(name) for name in self.data.splits}
 
     @property
     def label_names(self) -> list[str]:
         return self.data.label_names
 
-    @property
+    @functools.cached_property
     def train_dataset(self) -> tf.data.Dataset:
-        return self.datasets["train"]
+        """The stream `fit` trains on (`train_stream`), cut to the planned epochs, each reshuffled.
+
+        One pass is the whole run: ``model.fit(experiment.train_dataset, epochs=experiment.plan.epochs,
+        steps_per_epoch=experiment.steps_per_epoch)`` trains on exactly the batches `fit` would.
+        """
+        return self.train_stream().take(self.plan.epochs * self.steps_per_epoch)
 
     @property
     def validation_dataset(self) -> Optional[tf.data.Dataset]:
@@ -97,6 +104,7 @@ class Experiment:
         t = self.config.training
         out = self.output_dir
         monitor = t.metric_for_best_model
+        run = RunDir(out)
         callbacks: list[tf_keras.callbacks.Callback] = []
         if "validation" in self.data.splits:
             def evaluate(model):
@@ -108,7 +116,7 @@ class Experiment:
         callbacks.append(tfbert_callbacks.DivergenceGuard(self.steps_per_epoch, self.plan.batches_per_update, out,
                                                           state=resume_state))
         peers: list[tf_keras.callbacks.Callback] = [tfbert_callbacks.CheckpointKeeper(
-            out / "checkpoints", monitor=monitor, restore_best=t.load_best_model_at_end)]
+            run.checkpoints_dir, monitor=monitor, restore_best=t.load_best_model_at_end)]
         if t.early_stopping_patience:
             peers.append(tf_keras.callbacks.EarlyStopping(
                 monitor=monitor, patience=t.early_stopping_patience, mode=tfbert_callbacks.monitor_mode(monitor),
@@ -117,13 +125,13 @@ class Experiment:
         # Before RunBackup, which keeps its records; after DivergenceGuard, so no NaN is logged.
         step_log = tfbert_callbacks.StepLog(
             out, t.logging_steps, self.steps_per_epoch, self.plan.batches_per_update, self.plan.total_optimizer_steps,
-            state=resume_state, tensorboard_dir=out / "logs" / "train" if t.tensorboard else None,
+            state=resume_state, tensorboard_dir=run.logs_dir / "train" if t.tensorboard else None,
             print_lines=tfbert_callbacks.progress_mode(t.verbose)[1] and distribute.is_chief(self.strategy))
         callbacks.append(step_log)
         peers.append(step_log)
         if t.tensorboard:
             callbacks.append(tf_keras.callbacks.TensorBoard(
-                log_dir=str(out / "logs"), write_graph=False, profile_batch=0, update_freq="epoch",
+                log_dir=str(run.logs_dir), write_graph=False, profile_batch=0, update_freq="epoch",
             ))
         callbacks.append(RunBackup(
             out, self.steps_per_epoch, self.plan.batches_per_update, t.save_steps, t.save_total_limit,
@@ -133,7 +141,11 @@ class Experiment:
         return callbacks
 
     def train_stream(self, start_batch: int = 0) -> tf.data.Dataset:
-        """Every epoch's training batches back to back from `start_batch` (see `make_train_stream`)."""
+        """Every epoch's training batches back to back from `start_batch`, endless (`make_train_stream`).
+
+        The one training pipeline: `fit` reads it from a backup's position, `train_dataset` from
+        the start. IPU epochs are cut to whole executions (``plan.batches_per_epoch``).
+        """
         config, plan = self.config, self.plan
         d = config.data
         return distribute.shard_by_data(make_train_stream(
@@ -141,6 +153,21 @@ class Experiment:
             max_seq_length=d.max_seq_length, pad_token_id=self.tokenizer.pad_token_id, seed=config.training.seed,
             drop_remainder=plan.drop_remainder, bucket_boundaries=d.bucket_boundaries, start_batch=start_batch,
             max_examples_per_pack=d.max_examples_per_pack))
+
+    def eval_dataset(self, split: str) -> tf.data.Dataset:
+        """One unshuffled pass over `split`, ``training.per_device_eval_batch_size`` per replica (packed
+        as the config asks: the batch then holds that many examples' worth of packs)."""
+        d, plan = self.config.data, self.plan
+        encoded = self.data.splits[split]
+        # IPU datasets are per replica (as plan.dataset_batch_size); other strategies split a global batch.
+        batch_size = self.config.training.per_device_eval_batch_size * (1 if plan.strategy == "ipu"
+                                                                          else plan.num_replicas)
+        if d.padding == "packed":
+            batch_size = plan_packing(encoded.lengths, d.max_seq_length, d.max_examples_per_pack).packs_for(batch_size)
+        return distribute.shard_by_data(make_dataset(
+            encoded, batch_size=batch_size, padding=d.padding, max_seq_length=d.max_seq_length,
+            pad_token_id=self.tokenizer.pad_token_id, drop_remainder=plan.drop_remainder,
+            bucket_boundaries=d.bucket_boundaries, max_examples_per_pack=d.max_examples_per_pack))
 
     def fit(self, resume_state: Optional[dict] = None, sigterm: Optional[SigtermFlag] = None,
             **kwargs) -> tf_keras.callbacks.History:
@@ -172,30 +199,6 @@ class Experiment:
         )
 
 
-def make_split_dataset(config: ExperimentConfig, split: EncodedSplit, training: bool, pad_token_id: int,
-                       global_batch_size: int, drop_remainder: bool = False, num_replicas: int = 1) -> tf.data.Dataset:
-    """The `tf.data` pipeline for one split, as the config asks (packed: `global_batch_size` counts packs).
-
-    Evaluation splits are batched ``training.per_device_eval_batch_size`` per replica.
-    """
-    d, t = config.data, config.training
-    batch_size = global_batch_size if training else t.per_device_eval_batch_size * num_replicas
-    if d.padding == "packed" and not training:
-        batch_size = plan_packing(split.lengths, d.max_seq_length, d.max_examples_per_pack).packs_for(batch_size)
-    return make_dataset(
-        split,
-        batch_size=batch_size,
-        padding=d.padding,
-        max_seq_length=d.max_seq_length,
-        pad_token_id=pad_token_id,
-        shuffle=training,
-        seed=t.seed,
-        drop_remainder=drop_remainder,
-        bucket_boundaries=d.bucket_boundaries,
-        max_examples_per_pack=d.max_examples_per_pack,
-    )
-
-
 def _checkpoint_labels(config: ExperimentConfig) -> Optional[list[str]]:
     """Label names of a fine-tuned starting checkpoint, checked against the config."""
     if not is_finetuned_dir(config.model.name_or_path):
@@ -223,7 +226,7 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
 
     Examples:
         >>> experiment = build_experiment(load_config("configs/sms_spam_minilm.yaml"))  # doctest: +SKIP
-        >>> experiment.model.fit(experiment.train_dataset, epochs=1)  # doctest: +SKIP
+        >>> experiment.fit()  # doctest: +SKIP
         >>> experiment.evaluate_split("test")["metrics"]  # doctest: +SKIP
     """
     set_seed(config.training.seed)
@@ -285,19 +288,12 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
                       if config.data.padding == "bucket" else ()),
         packing=packing,
     )
-    def split_dataset(name: str) -> tf.data.Dataset:
-        dataset = distribute.shard_by_data(make_split_dataset(
-            config, data.splits[name], name == "train", tokenizer.pad_token_id, plan.dataset_batch_size,
-            drop_remainder,
-            # IPU datasets are per replica (as plan.dataset_batch_size); other strategies split a global batch.
-            1 if plan.strategy == "ipu" else plan.num_replicas))
-        return plan.limit_epoch(dataset) if name == "train" else dataset  # IPU: whole executions per epoch
-
     input_names = model_input_names(tokenizer, data.splits["train"].features)
     with strategy.scope():
-        model = build_model(config, task, num_labels, input_names, plan.total_optimizer_steps, plan.steps_per_execution,
-                            compile=packing is None)
-        if packing is not None:
+        model = build_model(config, task, num_labels, input_names)
+        if packing is None:
+            compile_model(model, config, plan.total_optimizer_steps, task, plan.steps_per_execution)
+        else:
             # Trains on packed rows; the unpacked model (same variables) is evaluated, saved and exported.
             model = build_packed_model(model, task, config.data.max_seq_length,
                                        config.data.max_examples_per_pack, config.model.pooling)
@@ -308,4 +304,4 @@ def build_experiment(config: ExperimentConfig, strategy: Optional[tf.distribute.
             model, strategy, t.gradient_accumulation_steps, dist, config.model.pooling,
             compile_fn=lambda m: compile_model(m, config, plan.total_optimizer_steps, task, plan.steps_per_execution))
     return Experiment(config=config, task=task, model=model, tokenizer=tokenizer, data=data, plan=plan,
-                      strategy=strategy, dataset_factory=split_dataset)
+                      strategy=strategy)

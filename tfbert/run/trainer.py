@@ -18,19 +18,16 @@ from tfbert.config import ExperimentConfig, config_from_dict, flatten_keys
 from tfbert import distribute
 from tfbert.distribute import choose_strategy
 from tfbert.errors import ConfigError, TfbertError
-from tfbert.experiment import Experiment, build_experiment
+from tfbert.run.experiment import Experiment, build_experiment
 from tfbert.model_card import render_model_card
 from tfbert.modeling.saving import save_pretrained
+from tfbert.rundir import ARTEFACTS, RunDir
 from tfbert.training import backup as backup_lib
 from tfbert.training.precision import resolve_policy
 from tfbert.training.seed import set_seed
 from tfbert.utils.files import write_json, write_text
 
 
-#: What a run writes into its output directory; overwriting removes these and nothing else.
-RUN_ARTEFACTS = ("config.yaml", "metrics.csv", "metrics.jsonl", "eval_results.json", "run_summary.json",
-                 "README.md", "checkpoints", "logs", "model", "saved_model", "steps.jsonl", "steps.csv",
-                 "report.html", "figures")
 #: Keys that may change between an interrupted run and its resume (where and how it reports).
 #: distribution.* is compared through the batch plan instead: the same global batch may come
 #: from different strategies.
@@ -54,14 +51,6 @@ class StartPoint:
         return self.backup is not None
 
 
-def _is_finished(run_dir: Path) -> bool:
-    return (run_dir / "run_summary.json").is_file()
-
-
-def _is_tfbert_run(run_dir: Path) -> bool:
-    return (run_dir / "config.yaml").is_file()
-
-
 def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
     """Keys whose change makes a resumed run a different run (model, data, batch, schedule...)."""
     old, new = flatten_keys(saved.to_dict()), flatten_keys(current.to_dict())
@@ -73,9 +62,10 @@ def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> li
 def _saved_config(run_dir: Path) -> ExperimentConfig:
     import yaml
 
-    path = run_dir / "config.yaml"
+    run = RunDir(run_dir)
+    path = run.config_file
     try:
-        return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        return config_from_dict(run.read_config())
     except (OSError, yaml.YAMLError, TfbertError) as exc:
         raise ConfigError(f"{path}: the interrupted run's config cannot be read ({exc})") from None
 
@@ -110,8 +100,8 @@ def plan_start(config: ExperimentConfig) -> StartPoint:
         return _resume_point(config, backup, source_run)
     if not occupied:
         return StartPoint()
-    if _is_finished(out) or not _is_tfbert_run(out):
-        what = "a finished run" if _is_finished(out) else "files that are not a tfbert run"
+    if RunDir(out).is_finished() or not RunDir(out).is_run():
+        what = "a finished run" if RunDir(out).is_finished() else "files that are not a tfbert run"
         raise ConfigError(f"config key 'training.output_dir': {out} already holds {what}; choose another "
                           "directory or set training.overwrite_output_dir=true")
     latest = backup_lib.latest_backup(out)
@@ -138,7 +128,7 @@ def _check_writable(out: Path) -> None:
 
 def _resume_point(config: ExperimentConfig, backup: Path, source_run: Path) -> StartPoint:
     state = backup_lib.read_state(backup)
-    if _is_tfbert_run(source_run):
+    if RunDir(source_run).is_run():
         differences = config_differences(_saved_config(source_run), config)
         if differences:
             raise ConfigError(
@@ -172,7 +162,7 @@ def _open_output_dir(config: ExperimentConfig, start: StartPoint) -> Path:
 
 def _prepare_output_dir(out: Path, start: StartPoint) -> Path:
     if start.clear:
-        for name in RUN_ARTEFACTS:
+        for name in ARTEFACTS:
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -182,9 +172,9 @@ def _prepare_output_dir(out: Path, start: StartPoint) -> Path:
     backup_lib.remove_stale_temporaries(out)
     if start.resuming:
         source_run = start.backup.parent.parent
-        best = backup_lib.checkpoints_dir(source_run) / "best"
+        best = RunDir(source_run).best_dir
         if source_run.resolve() != out.resolve() and best.is_dir():
-            shutil.copytree(best, backup_lib.checkpoints_dir(out) / "best", dirs_exist_ok=True)
+            shutil.copytree(best, RunDir(out).best_dir, dirs_exist_ok=True)
     return out
 
 
@@ -247,12 +237,12 @@ def train(config: ExperimentConfig, strategy_name: Optional[str] = None, log=pri
             set_seed((config.training.seed + int(state["global_step"])) % 2**32)
             log(f"resuming at step {state['global_step']} of {experiment.plan.total_optimizer_steps} "
                 f"(epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}) from {start.backup}")
-        write_text(out / "config.yaml", config.to_yaml())
+        write_text(RunDir(out).config_file, config.to_yaml())
         _fit(experiment, start, sigterm)
         train_seconds = time.perf_counter() - started
         summary = finish_run(experiment, log)
         summary["train_seconds"] = round(train_seconds, 1)
-        write_json(out / "run_summary.json", summary)
+        write_json(RunDir(out).summary_file, summary)
         # No worker may leave (and tear down its collective runtime) while another still works.
         distribute.barrier(strategy)
     return summary
@@ -280,6 +270,7 @@ class WorkerFailure(TfbertError):
 def finish_run(experiment: Experiment, log=print) -> dict:
     """Evaluate the (best) model, save it, export the SavedModel and write the model card."""
     config, out = experiment.config, experiment.output_dir
+    run = RunDir(out)
     summary: dict = {"output_dir": str(out)}
     splits = experiment.data.splits
     split = ("test" if config.training.do_predict and "test" in splits
@@ -291,28 +282,28 @@ def finish_run(experiment: Experiment, log=print) -> dict:
         warning = degenerate_warning(experiment.task, evaluation, split)
         if warning:
             evaluation["warning"] = summary["warning"] = warning
-        write_json(out / "eval_results.json", evaluation)
+        write_json(run.eval_results_file, evaluation)
         summary["eval"] = {"split": split, **evaluation["metrics"]}
         log(f"{split}: {experiment.task.summary(evaluation)}")
         if warning:
             log(f"warning: {warning}")
     # The saved and exported model is the standard one (an IPU-pipelined model shares its variables).
     model = distribute.serving_model(experiment.model)
-    model_dir = save_pretrained(out / "model", model, experiment.tokenizer, config, experiment.label_names)
+    model_dir = save_pretrained(run.model_dir, model, experiment.tokenizer, config, experiment.label_names)
     summary["model_dir"] = str(model_dir)
     if config.export.at_end:
         export_dir = experiment.task.export(model, experiment.tokenizer, experiment.label_names,
                                             out / config.export.dir_name, config)
         summary["saved_model"] = str(export_dir)
         log(f"SavedModel: {export_dir}")
-    history = _read_history(out / "metrics.jsonl")
+    history = run.read_metrics()
     card = render_model_card(config, experiment.plan, history, evaluation, experiment.label_names,
                              model_name=out.name, evaluated_on=split or "")
-    write_text(out / "README.md", card)
+    write_text(run.card_file, card)
     # The model directory's card too: the Hub shows it when the directory is pushed as it is.
     write_text(model_dir / "README.md", card)
     summary["plan"] = plan_summary(experiment)
-    steps = _read_history(out / "steps.jsonl")
+    steps = run.read_steps()
     slots = sum(r.get("token_slots", 0) for r in steps)
     if slots:
         # Measured on the batches trained on: padding, or packing once batches are packed.
@@ -363,10 +354,3 @@ def _write_report(out: Path, summary: dict, log=print) -> None:
     summary["report"] = str(path)
     log(f"report: {path}")
 
-
-def _read_history(path: Path) -> list[dict]:
-    import json
-
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
