@@ -180,6 +180,42 @@ def _write_tsv(path: Path, texts: list[str], labels: list[int]) -> None:
             handle.write(f"{text}\t{label}\n")
 
 
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hidden ``--worker NAME --spec FILE --result FILE`` with which `spawn_worker` restarts a script."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+
+
+def serve_worker(args: argparse.Namespace, workers: dict) -> None:
+    """In the spawned process: run ``workers[args.worker]`` on the spec file, write its result file."""
+    spec = json.loads(Path(args.spec).read_text())
+    Path(args.result).write_text(json.dumps(workers[args.worker](spec)))
+
+
+def spawn_worker(script: str | Path, name: str, python: Path, spec: dict, workdir: Path, env: dict,
+                 timeout: float, tail_lines: int) -> tuple[dict, float]:
+    """Run worker `name` of `script` in a fresh `python` process; (its result, the process's seconds).
+
+    A fresh process per worker (and per venv) so every contender starts without another
+    framework's imports, threads or allocator. The spec and result travel as JSON files in
+    `workdir`; a failure raises with the last `tail_lines` lines of the worker's output.
+    """
+    spec_path = workdir / f"spec-{name}.json"
+    result_path = workdir / f"result-{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    result_path.unlink(missing_ok=True)  # never read an earlier round's result
+    cmd = [str(python), str(Path(script).resolve()), "--worker", name, "--spec", str(spec_path),
+           "--result", str(result_path)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0 or not result_path.exists():
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-tail_lines:])
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(result_path.read_text()), wall
+
+
 class StepLog:
     """Per-batch token statistics (in the order batches are produced) and step end times."""
 
@@ -724,21 +760,8 @@ def setup_venvs(names: list[str]) -> dict[str, str]:
 
 
 def run_worker(name: str, spec: dict, workdir: Path, timeout: float) -> dict:
-    python = _python_for(VENV_OF[name])
-    spec = dict(spec, spawn_time=time.time())
-    spec_path = workdir / f"spec-{name}.json"
-    result_path = workdir / f"result-{name}.json"
-    spec_path.write_text(json.dumps(spec))
-    result_path.unlink(missing_ok=True)
-    cmd = [str(python), str(Path(__file__).resolve()), "--worker", name, "--spec", str(spec_path),
-           "--result", str(result_path)]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=_thread_env(spec["threads"]), capture_output=True, text=True, timeout=timeout)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0 or not result_path.exists():
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{tail}")
-    result = json.loads(result_path.read_text())
+    result, wall = spawn_worker(__file__, name, _python_for(VENV_OF[name]), dict(spec, spawn_time=time.time()),
+                                workdir, _thread_env(spec["threads"]), timeout, tail_lines=15)
     result["process_wall_s"] = wall
     return result
 
@@ -1025,15 +1048,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tfbert-set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every tfbert contender (repeatable), e.g. data.max_examples_per_pack=24")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    add_worker_arguments(parser)
     args = parser.parse_args(argv)
 
     if args.worker:
-        spec = json.loads(Path(args.spec).read_text())
-        result = WORKERS[args.worker](spec)
-        Path(args.result).write_text(json.dumps(result))
+        serve_worker(args, WORKERS)
         return 0
 
     if args.smoke:

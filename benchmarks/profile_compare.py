@@ -612,18 +612,11 @@ def run_worker(contender: str, spec: dict, workdir: Path, timeout: float) -> dic
     python = ct._python_for(venv)
     if python is None:
         raise FileNotFoundError(f"benchmarks/.venvs/{venv} absent (compare_training.py without --smoke creates it)")
-    spec_path, result_path = workdir / f"spec-{contender}.json", workdir / f"result-{contender}.json"
-    spec_path.write_text(json.dumps(dict(spec, contender=contender)))
-    cmd = [str(python), str(Path(__file__).resolve()), "--worker", contender, "--spec", str(spec_path),
-           "--result", str(result_path)]
     env = ct._thread_env(spec["threads"])
     if spec["omp_passive"]:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0 or not result_path.exists():
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])
-        raise RuntimeError(f"{contender} failed (exit {proc.returncode}):\n{tail}")
-    return json.loads(result_path.read_text())
+    return ct.spawn_worker(__file__, contender, python, dict(spec, contender=contender), workdir, env, timeout,
+                           tail_lines=20)[0]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -654,14 +647,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="1 warm-up, 2 timed and 2 profiled steps (pair with a tiny --model)")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    ct.add_worker_arguments(parser)
     args = parser.parse_args(argv)
 
     if args.worker:
-        spec = json.loads(Path(args.spec).read_text())
-        Path(args.result).write_text(json.dumps(WORKERS[args.worker](spec)))
+        ct.serve_worker(args, WORKERS)
         return 0
 
     if args.smoke:

@@ -36,21 +36,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from tfbert.errors import ConfigError
     from tfbert.modeling.saving import load_pretrained, save_pretrained
-    from tfbert.training.backup import CHECKPOINT_PREFIX, list_backups
+    from tfbert.rundir import RunDir
+    from tfbert.training.backup import CHECKPOINT_PREFIX
 
-    backups = list_backups(args.run)
+    run = RunDir(args.run)
+    backups = run.backups()
     if args.last < 1 or len(backups) < args.last:
         raise ConfigError(f"--last {args.last}: {args.run} holds {len(backups)} backup(s) "
                           "(train with training.save_steps: epoch and a save_total_limit of at least --last)")
     chosen = backups[-args.last:]
-    loaded = load_pretrained(args.run / "model")
+    loaded = load_pretrained(run.model_dir)
     total = None
     for backup in chosen:
         status = tf.train.Checkpoint(model=loaded.model).read(str(backup / CHECKPOINT_PREFIX))
         try:
             status.assert_existing_objects_matched()
         except AssertionError as exc:
-            raise ConfigError(f"{backup}: does not fit {args.run / 'model'} ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"{backup}: does not fit {run.model_dir} ({str(exc).splitlines()[0]})") from None
         status.expect_partial()  # the optimizer's slots are not needed
         weights = [w.astype(np.float64) for w in loaded.model.get_weights()]
         total = weights if total is None else [t + w for t, w in zip(total, weights)]

@@ -16,7 +16,6 @@ line, since the same recipe differs by 3x between CPU classes (docs/benchmarks.m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -27,6 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tfbert.config import load_config  # noqa: E402 - TF-free, like the run directory's readers
+from tfbert.rundir import RunDir  # noqa: E402
 
 
 def cpu_description() -> str:
@@ -63,16 +66,13 @@ def time_precision(config: str, precision: str, updates: int, overrides: list[st
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
             raise SystemExit(f"error: {config} ({precision}): training failed: {tail[0]}")
-        windows = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines() if line.strip()]
+        windows = RunDir(run).read_steps()
         log = done.stdout + done.stderr
     plan = re.search(r"(\d+) batches/epoch", log)
     if not (plan and len(windows) > 1):
         raise SystemExit(f"error: {config} ({precision}): no batch plan or fewer than two logging windows")
     steps = [w["step"] for w in windows]
     seconds = [w["seconds"] / (s - p) for w, s, p in zip(windows[1:], steps[1:], steps[:-1])]
-    sys.path.insert(0, str(ROOT))
-    from tfbert.config import load_config  # TF-free
-
     recipe = load_config(config, overrides).training
     total = recipe.max_steps if recipe.max_steps > 0 else \
         int(plan.group(1)) * recipe.num_train_epochs / recipe.gradient_accumulation_steps

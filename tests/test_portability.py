@@ -32,17 +32,9 @@ MULTI_LABEL_ROWS = [("What a wonderful, happy day, I love it", "joy,love"), ("I 
 
 def _wnut_jsonl(path: Path, limit: int = 200) -> Path:
     """The first WNUT-17 training sentences as JSONL: they only fix the label set (all 13 tags)."""
-    rows, tokens, tags = [], [], []
-    for line in WNUT_TRAIN.read_text(encoding="utf-8").splitlines() + [""]:
-        if line.strip():
-            token, tag = line.split("\t")
-            tokens.append(token)
-            tags.append(tag)
-        elif tokens:
-            rows.append(json.dumps({"tokens": tokens, "tags": tags}))
-            tokens, tags = [], []
-        if len(rows) == limit:
-            break
+    from tfbert.data.conll import read_conll
+
+    rows = [json.dumps({"tokens": s.words, "tags": s.tags}) for s in read_conll(WNUT_TRAIN)[:limit]]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from tfbert.config import ExperimentConfig
+from tfbert.tasks.registry import get_task_class
 
 if TYPE_CHECKING:  # pragma: no cover - the plan is only read; importing it would load training/
     from tfbert.training.batch_plan import BatchPlan
@@ -61,8 +62,6 @@ def front_matter(config: ExperimentConfig, evaluation: Optional[dict], model_nam
                  evaluated_on: str) -> str:
     """The Hub's YAML metadata block (between ``---`` lines)."""
     from huggingface_hub import EvalResult, ModelCardData
-
-    from tfbert.tasks.registry import get_task_class
 
     task = get_task_class(config.task.type)
     pipeline_tag, task_name = task.pipeline_tag
@@ -149,8 +148,6 @@ def render_model_card(config: ExperimentConfig, plan: Optional[BatchPlan], histo
             lines.append(f"- `{name}`: precision {scores['precision']:.4f}, recall {scores['recall']:.4f}, "
                          f"F1 {scores['f1']:.4f} (support {scores['support']})")
         lines.append("")
-    from tfbert.tasks.registry import get_task_class
-
     lines += get_task_class(config.task.type).card_section(config, label_names)
     lines += ["## Training procedure", "", "### Training hyperparameters", "",
               "The following hyperparameters were used during training:", ""]

@@ -7,7 +7,7 @@ splits (`tfbert.data.splits.hold_out`) and tokenization behave the same for both
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -34,6 +34,18 @@ class LabelColumn:
         """The rows' labels as read from the cells (checked)."""
         check_labels(values, path, column)
         return list(values)
+
+    @staticmethod
+    def parse_cells(values: Sequence[Any], parse: Callable[[Any], Any], path: str, column: str) -> list:
+        """`parse` of each cell, for a `parse` override; its `ValueError` becomes a `DataError` naming
+        the file, the row (1-based, header not counted) and the column."""
+        rows = []
+        for row, value in enumerate(values, start=1):
+            try:
+                rows.append(parse(value))
+            except ValueError as exc:
+                raise DataError(f"{path}, row {row}: column {column!r}: {exc}") from None
+        return rows
 
     def infer_names(self, rows: list, source: str, column: str) -> list[str]:
         """Label names from the training rows when neither the model nor ``data.labels`` gives them."""
@@ -100,9 +112,6 @@ def load_classification_data(
 
     fractions = {} if splits else split_fractions(config, present=tables)
     if fractions:
-        if "train" not in tables:
-            split = next(iter(fractions))
-            raise DataError(f"config key 'data.{split}_split': needs data.train_file to split from")
         train, ids = tables["train"], targets["train"]
         rows = hold_out(len(train), fractions, seed, sources["train"], labels=ids if labels.stratify else None,
                         label_names=names)

@@ -32,9 +32,13 @@ def split_fractions(config, present: Sequence[str] = ()) -> dict[str, float]:
     Args:
         config: the ``data`` section (its ``validation_split`` and ``test_split``).
         present: splits that already have data of their own (a file, records); none is held out.
+            A split to hold out needs ``train`` among them: a `DataError` otherwise.
     """
     fractions = {"test": config.test_split, "validation": config.validation_split}
-    return {split: fraction for split, fraction in fractions.items() if fraction and split not in present}
+    fractions = {split: fraction for split, fraction in fractions.items() if fraction and split not in present}
+    if fractions and "train" not in present:
+        raise DataError(f"config key 'data.{next(iter(fractions))}_split': needs data.train_file to split from")
+    return fractions
 
 
 def _stratified(labels: np.ndarray, fraction: float, seed: int, what: str, source: str,
@@ -99,6 +103,9 @@ def hold_out(num_rows: int, fractions: dict[str, float], seed: int, source: str,
         (8, 2)
     """
     kept = np.arange(num_rows)
+    if groups is not None:
+        keys = np.asarray([str(g) for g in groups], dtype=object)
+        num_groups = len(set(keys.tolist()))
     taken = 0.0
     out: dict[str, np.ndarray] = {}
     for split in HELD_OUT:
@@ -110,9 +117,8 @@ def hold_out(num_rows: int, fractions: dict[str, float], seed: int, source: str,
         else:
             key = f"config key 'data.{split}_split'"
             if groups is not None:
-                keys = np.asarray([str(g) for g in groups], dtype=object)
                 names, position = np.unique(keys[kept], return_inverse=True)
-                chosen = _random(len(names), int(round(fraction * len(set(keys.tolist())))), seed, split)
+                chosen = _random(len(names), int(round(fraction * num_groups)), seed, split)
                 held_mask = np.isin(position, chosen)
                 total = len(names)
             else:

@@ -101,14 +101,50 @@ def keras_outputs(model, features: dict[str, np.ndarray]) -> dict[str, np.ndarra
 
 def write_sidecar(directory: Path, tokenizer, config, label_names: list[str], info: dict[str, Any]) -> None:
     """Tokenizer files, tfbert's config and labels, and `DEPLOY_INFO` into an export directory."""
-    from tfbert.modeling.saving import CONFIG_FILE, LABELS_FILE
+    from tfbert.modeling.saving import write_run_files
 
-    tokenizer.save_pretrained(str(directory))
-    (directory / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
-    (directory / LABELS_FILE).write_text(json.dumps(
-        {"id2label": list(label_names), "label2id": {n: i for i, n in enumerate(label_names)}}, indent=2),
-        encoding="utf-8")
+    # The same files, written the same way, as in a model directory: one reader for both.
+    write_run_files(directory, tokenizer, config, label_names)
     (directory / DEPLOY_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def write_export(fmt: str, directory: str | Path, model, tokenizer, config, label_names: list[str],
+                 input_names: list[str], write: Callable[[Path], None],
+                 runner: Callable[[Path], Callable[[dict], dict[str, np.ndarray]]],
+                 fields: dict[str, Any], versions: dict[str, str]) -> Path:
+    """Write one export directory (atomically): the model file, checked against the Keras model, then the sidecar.
+
+    What differs between formats comes in as arguments; the layout, the check and `DEPLOY_INFO` are shared.
+
+    Args:
+        fmt: a `MODEL_FILES` key (``onnx``, ``litert``).
+        directory: the export directory (replaced only when the export succeeded).
+        model: the Keras task model the export was converted from.
+        tokenizer, config, label_names: written beside the model (`write_sidecar`).
+        input_names: the export's inputs, in its order.
+        write: writes the converted model to the path it is given.
+        runner: the runtime on a written model file, as ``features -> outputs by name``.
+        fields: format-specific `DEPLOY_INFO` entries, written after ``inputs`` (input dtype, outputs, opset…).
+        versions: converter versions, written after TensorFlow's.
+
+    Returns:
+        The path of the model file.
+    """
+    import tensorflow as tf
+
+    from tfbert.utils.files import atomic_directory
+
+    name = MODEL_FILES[fmt]
+    with atomic_directory(directory) as tmp:
+        path = tmp / name
+        write(path)
+        run = runner(path)
+        worst = max(check_outputs(name, run(features), keras_outputs(model, features))
+                    for features in probe_inputs(tokenizer, input_names))
+        write_sidecar(tmp, tokenizer, config, label_names, {
+            "format": fmt, "file": name, "inputs": input_names, **fields, "max_abs_diff_vs_tensorflow": worst,
+            "versions": {"tensorflow": tf.__version__, **versions}})
+    return Path(directory) / name
 
 
 # ---------------------------------------------------------------- finding an export

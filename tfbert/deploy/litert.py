@@ -27,8 +27,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tfbert.deploy.artefact import (MODEL_FILES, check_outputs, keras_outputs, probe_inputs, token_id_function,
-                                    write_sidecar)
+from tfbert.deploy.artefact import token_id_function, write_export
 
 
 def export_litert(model, tokenizer, config, label_names: list[str], directory: str | Path) -> Path:
@@ -46,21 +45,12 @@ def export_litert(model, tokenizer, config, label_names: list[str], directory: s
     """
     import tensorflow as tf
 
-    from tfbert.utils.files import atomic_directory
-
     input_names = [n for n in tokenizer.model_input_names if n in model.input_names]
     call, _, outputs = token_id_function(model, input_names, tf.int32)
     flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([call.get_concrete_function()], model).convert()
-    with atomic_directory(directory) as tmp:
-        path = tmp / MODEL_FILES["litert"]
-        path.write_bytes(flatbuffer)
-        run = litert_runner(path)
-        worst = max(check_outputs(path.name, run(features), keras_outputs(model, features))
-                    for features in probe_inputs(tokenizer, input_names))
-        write_sidecar(tmp, tokenizer, config, label_names, {
-            "format": "litert", "file": MODEL_FILES["litert"], "inputs": input_names, "input_dtype": "int32",
-            "outputs": outputs, "max_abs_diff_vs_tensorflow": worst, "versions": {"tensorflow": tf.__version__}})
-    return Path(directory) / MODEL_FILES["litert"]
+    return write_export("litert", directory, model, tokenizer, config, label_names, input_names,
+                        write=lambda path: path.write_bytes(flatbuffer), runner=litert_runner,
+                        fields={"input_dtype": "int32", "outputs": outputs}, versions={})
 
 
 def interpreter_class() -> type:

@@ -32,8 +32,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from tfbert.deploy.artefact import (MODEL_FILES, check_outputs, keras_outputs, probe_inputs, require,
-                                    token_id_function, write_sidecar)
+from tfbert.deploy.artefact import require, token_id_function, write_export
 
 #: ONNX opset of the export: the first with LayerNormalization
 OPSET = 17
@@ -54,8 +53,6 @@ def export_onnx(model, tokenizer, config, label_names: list[str], directory: str
     """
     import tensorflow as tf
 
-    from tfbert.utils.files import atomic_directory
-
     tf2onnx = require("tf2onnx", "tf2onnx", "ONNX export")
     onnx = require("onnx", "onnx", "ONNX export")
     require("onnxruntime", "onnxruntime", "checking the ONNX export")
@@ -69,17 +66,10 @@ def export_onnx(model, tokenizer, config, label_names: list[str], directory: str
                                              custom_rewriter=list(REWRITERS),
                                              custom_op_handlers={"Erfc": (erfc_handler, [])})
     _name_dynamic_axes(proto)
-    with atomic_directory(directory) as tmp:
-        path = tmp / MODEL_FILES["onnx"]
-        onnx.save(proto, str(path))
-        run = onnx_runner(path)
-        worst = max(check_outputs(str(path.name), run(features), keras_outputs(model, features))
-                    for features in probe_inputs(tokenizer, input_names))
-        write_sidecar(tmp, tokenizer, config, label_names, {
-            "format": "onnx", "file": MODEL_FILES["onnx"], "inputs": input_names, "input_dtype": "int64",
-            "outputs": outputs, "opset": OPSET, "max_abs_diff_vs_tensorflow": worst,
-            "versions": {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__}})
-    return Path(directory) / MODEL_FILES["onnx"]
+    return write_export("onnx", directory, model, tokenizer, config, label_names, input_names,
+                        write=lambda path: onnx.save(proto, str(path)), runner=onnx_runner,
+                        fields={"input_dtype": "int64", "outputs": outputs, "opset": OPSET},
+                        versions={"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__})
 
 
 def _name_dynamic_axes(proto) -> None:

@@ -33,14 +33,6 @@ import numpy as np
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
-def _producer(g, name: str):
-    """The node that outputs tensor `name`, looking through Identity and StopGradient."""
-    node = g.get_node_by_output(name)
-    while node is not None and node.type in ("Identity", "StopGradient"):
-        node = g.get_node_by_output(node.input[0])
-    return node
-
-
 def _source(g, name: str) -> str:
     """Tensor `name` with Identity and StopGradient looked through."""
     node = g.get_node_by_output(name)
@@ -48,6 +40,17 @@ def _source(g, name: str) -> str:
         name = node.input[0]
         node = g.get_node_by_output(name)
     return name
+
+
+def _producer(g, name: str):
+    """The node that outputs tensor `name`, looking through Identity and StopGradient."""
+    return g.get_node_by_output(_source(g, name))
+
+
+def _op(g, name: str, *types: str):
+    """The producer of tensor `name` (`_producer`) when it is one of `types`, else None: one pattern step."""
+    node = _producer(g, name)
+    return node if node is not None and node.type in types else None
 
 
 def _const(g, name: str) -> Optional[np.ndarray]:
@@ -65,8 +68,8 @@ def _is_scalar(value: Optional[np.ndarray], expected: float, tolerance: float = 
 def _split(g, node, op_type: str) -> Optional[tuple[Any, str]]:
     """For a two-input `node`: (the input produced by an `op_type` node, the other input's name)."""
     for i in (0, 1):
-        producer = _producer(g, node.input[i])
-        if producer is not None and producer.type == op_type:
+        producer = _op(g, node.input[i], op_type)
+        if producer is not None:
             return producer, _source(g, node.input[1 - i])
     return None
 
@@ -101,13 +104,13 @@ def rewrite_layer_norm(g, ops):
         if sub is None:
             continue
         sub_node, scaled = sub
-        scaled_node = _producer(g, scaled)
-        if scaled_node is None or scaled_node.type != "Mul":
+        scaled_node = _op(g, scaled, "Mul")
+        if scaled_node is None:
             continue
         # Grappler folds ``0 - y`` to ``Neg(y)`` when beta is all zeros (a fresh LayerNorm).
         beta = _const(g, sub_node.input[0]) if sub_node.type == "Sub" else np.zeros(0, np.float32)
-        shifted = _producer(g, sub_node.input[-1])
-        if beta is None or beta.ndim != 1 or shifted is None or shifted.type != "Mul":
+        shifted = _op(g, sub_node.input[-1], "Mul")
+        if beta is None or beta.ndim != 1 or shifted is None:
             continue
         # scaled = x * m, shifted = mean * m: m is the input they share.
         x_and_m = [_source(g, n) for n in scaled_node.input]
@@ -118,27 +121,27 @@ def rewrite_layer_norm(g, ops):
         m = shared.pop()
         x = next(n for n in x_and_m if n != m)
         mean = next(n for n in mean_and_m if n != m)
-        m_node, mean_node = _producer(g, m), _producer(g, mean)
-        if m_node is None or m_node.type != "Mul" or mean_node is None or mean_node.type != "Mean":
+        m_node, mean_node = _op(g, m, "Mul"), _op(g, mean, "Mean")
+        if m_node is None or mean_node is None:
             continue
         rsqrt = _split(g, m_node, "Rsqrt")
         if rsqrt is None:
             continue
         rsqrt_node, gamma_name = rsqrt
         gamma = _const(g, gamma_name)
-        add_eps = _producer(g, rsqrt_node.input[0])
+        add_eps = _op(g, rsqrt_node.input[0], "AddV2", "Add")
         if sub_node.type == "Neg" and gamma is not None:
             beta = np.zeros_like(gamma)
-        if gamma is None or gamma.shape != beta.shape or add_eps is None or add_eps.type not in ("AddV2", "Add"):
+        if gamma is None or gamma.shape != beta.shape or add_eps is None:
             continue
         eps_split = _split(g, add_eps, "Mean")
         if eps_split is None:
             continue
         var_node, eps_name = eps_split
         eps = _const(g, eps_name)
-        sq = _producer(g, var_node.input[0])
+        sq = _op(g, var_node.input[0], "SquaredDifference")
         rank = g.get_rank(x)
-        if (eps is None or eps.size != 1 or sq is None or sq.type != "SquaredDifference"
+        if (eps is None or eps.size != 1 or sq is None
                 or _source(g, mean_node.input[0]) != x
                 or sorted(_source(g, n) for n in sq.input) != sorted([x, mean])
                 or not _last_axis(g, mean_node.input[1], rank) or not _last_axis(g, var_node.input[1], rank)
@@ -161,9 +164,8 @@ def rewrite_gelu(g, ops):
         if erfc is None:
             continue
         erfc_node, half_x = erfc
-        half_node = _producer(g, half_x)
-        scaled = _producer(g, erfc_node.input[0])
-        if half_node is None or half_node.type != "Mul" or scaled is None or scaled.type != "Mul":
+        half_node, scaled = _op(g, half_x, "Mul"), _op(g, erfc_node.input[0], "Mul")
+        if half_node is None or scaled is None:
             continue
         neg = _split(g, scaled, "Neg")
         if neg is None or not _is_scalar(_const(g, neg[1]), _SQRT_HALF):
@@ -199,26 +201,25 @@ def rewrite_tensordot(g, ops):
     for node in list(ops):
         if node.type != "Reshape":
             continue
-        matmul = _producer(g, node.input[0])
-        if (matmul is None or matmul.type != "MatMul" or matmul.get_attr_value("transpose_a", 0)
-                or matmul.get_attr_value("transpose_b", 0)):
+        matmul = _op(g, node.input[0], "MatMul")
+        if matmul is None or matmul.get_attr_value("transpose_a", 0) or matmul.get_attr_value("transpose_b", 0):
             continue
         weight = _const(g, matmul.input[1])
-        flatten = _producer(g, matmul.input[0])
-        concat = _producer(g, node.input[1])
-        if weight is None or weight.ndim != 2 or flatten is None or flatten.type != "Reshape" or concat is None:
+        flatten = _op(g, matmul.input[0], "Reshape")
+        concat = _op(g, node.input[1], "ConcatV2")
+        if weight is None or weight.ndim != 2 or flatten is None or concat is None:
             continue
         x = _source(g, flatten.input[0])
         shape = g.get_shape(x)
-        if shape is None or len(shape) < 3 or shape[-1] != weight.shape[0] or concat.type != "ConcatV2":
+        if shape is None or len(shape) < 3 or shape[-1] != weight.shape[0]:
             continue
-        gather = _producer(g, concat.input[0])
+        gather = _op(g, concat.input[0], "GatherV2")
         tail = _const(g, concat.input[1])
-        if gather is None or gather.type != "GatherV2" or tail is None or tail.tolist() != [weight.shape[1]]:
+        if gather is None or tail is None or tail.tolist() != [weight.shape[1]]:
             continue
-        shape_op = _producer(g, gather.input[0])
+        shape_op = _op(g, gather.input[0], "Shape")
         free = _const(g, gather.input[1])
-        if (shape_op is None or shape_op.type != "Shape" or _source(g, shape_op.input[0]) != x
+        if (shape_op is None or _source(g, shape_op.input[0]) != x
                 or free is None or free.tolist() != list(range(len(shape) - 1))):
             continue
         product = g.make_node("MatMul", [x, matmul.input[1]], op_name_scope=node.name)

@@ -52,7 +52,7 @@ from tfbert.modeling.backbone import find_backbone, is_own_encoder, main_layer, 
 from tfbert.modeling.encoder import build_encoder, encoder_config_from_dict, read_config_json
 from tfbert.modeling.encoder.checkpoint import (
     SAFETENSORS, TF_H5, dense_from_state_dict, dense_state_dict, encoder_state_dict, load_encoder_weights,
-    pt_name_from_tf, read_state_dict, save_safetensors, save_tf_h5, snake_scope,
+    pt_from_tf, read_state_dict, save_safetensors, save_tf_h5, snake_scope,
 )
 from tfbert.tasks.registry import get_task_class
 from tfbert.utils.files import atomic_directory
@@ -177,6 +177,16 @@ def _head_kernel(model, head_name: str) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
+def _save_tfbert_head(tmp: Path, kernel: np.ndarray, bias: np.ndarray, head_name: str, config: ExperimentConfig,
+                      architecture: str, manifest: dict) -> None:
+    """`HEAD_FILE` for a head transformers has no class for, and the manifest entries that point to it."""
+    from safetensors.numpy import save_file
+
+    save_file({f"{head_name}.kernel": kernel, f"{head_name}.bias": bias}, str(tmp / HEAD_FILE),
+              metadata={"pooling": config.model.pooling, "task": config.task.type})
+    manifest.update(head="tfbert", architecture=architecture, head_file=HEAD_FILE, note=head_note(config))
+
+
 # ---------------------------------------------------------------- save
 
 def _save_own_encoder(tmp: Path, model, encoder, config: ExperimentConfig, label_names: list[str], task,
@@ -197,15 +207,11 @@ def _save_own_encoder(tmp: Path, model, encoder, config: ExperimentConfig, label
         raw["architectures"] = [head_class]
         manifest.update(head="transformers", architecture=head_class)
     else:
-        from safetensors.numpy import save_file
-
         # A bare backbone checkpoint: PyTorch's <Arch>Model has no prefix, TF's TF<Arch>Model has one.
         save_safetensors(tmp / SAFETENSORS, encoder_state_dict(encoder))
         save_tf_h5(tmp / TF_H5, encoder_state_dict(encoder, prefix=family.prefix), snake_scope("TF" + family.base_class))
         raw["architectures"] = [family.base_class]
-        save_file({f"{head_name}.kernel": kernel, f"{head_name}.bias": bias}, str(tmp / HEAD_FILE),
-                  metadata={"pooling": config.model.pooling, "task": config.task.type})
-        manifest.update(head="tfbert", architecture=family.base_class, head_file=HEAD_FILE, note=head_note(config))
+        _save_tfbert_head(tmp, kernel, bias, head_name, config, family.base_class, manifest)
     (tmp / "config.json").write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -213,44 +219,37 @@ def _tf_state_dict(layer) -> dict[str, np.ndarray]:
     """A transformers TF model's weights under PyTorch names (transformers' TF -> PyTorch rule)."""
     out = {}
     for variable in layer.weights:
-        name, transpose = pt_name_from_tf(variable.name)
-        value = np.asarray(variable.numpy(), np.float32)
-        out[name] = np.ascontiguousarray(value.T if transpose and value.ndim == 2 else value)
+        name, value = pt_from_tf(variable.name, np.asarray(variable.numpy(), np.float32))
+        out[name] = np.ascontiguousarray(value)
     return out
 
 
 def _save_transformers(tmp: Path, model, backbone, tokenizer, config: ExperimentConfig, label_names: list[str], task,
                        manifest: dict) -> None:
     """The general path: transformers' own TF classes write tf_model.h5; model.safetensors is renamed from it."""
-    hf = _transformers_twin(model, backbone, tokenizer, config, label_names)
+    hf = _transformers_twin(model, backbone, tokenizer, config, label_names, task)
     if hf is not None:
         hf.save_pretrained(str(tmp))
         save_safetensors(tmp / SAFETENSORS, _tf_state_dict(hf))
         manifest.update(head="transformers", architecture=type(hf).__name__.removeprefix("TF"))
         return
-    from safetensors.numpy import save_file
-
     backbone.save_pretrained(str(tmp))
     # PyTorch's <Arch>Model keys carry no prefix.
     state = _tf_state_dict(backbone)
     prefix = backbone.base_model_prefix + "."
     save_safetensors(tmp / SAFETENSORS, {k.removeprefix(prefix): v for k, v in state.items()})
     # The backbone's own config object is shared with the live model: label a copy.
+    architecture = type(backbone).__name__.removeprefix("TF")
     labelled = _labelled_config(backbone.config, label_names, task)
-    labelled.architectures = [type(backbone).__name__.removeprefix("TF")]
+    labelled.architectures = [architecture]
     labelled.save_pretrained(str(tmp))
-    kernel, bias = _head_kernel(model, task.head_name)
-    save_file({f"{task.head_name}.kernel": kernel, f"{task.head_name}.bias": bias}, str(tmp / HEAD_FILE),
-              metadata={"pooling": config.model.pooling, "task": config.task.type})
-    manifest.update(head="tfbert", architecture=type(backbone).__name__.removeprefix("TF"), head_file=HEAD_FILE,
-                    note=head_note(config))
+    _save_tfbert_head(tmp, *_head_kernel(model, task.head_name), task.head_name, config, architecture, manifest)
 
 
-def _transformers_twin(model, backbone, tokenizer, config: ExperimentConfig, label_names: list[str]):
+def _transformers_twin(model, backbone, tokenizer, config: ExperimentConfig, label_names: list[str], task):
     """The transformers task model holding the same weights, or None when tfbert's head has no class."""
     import transformers
 
-    task = get_task_class(config.task.type)()
     head_name = task.head_name
     if not task.has_hf_head(config):
         return None
@@ -288,17 +287,23 @@ def save_pretrained(directory: str | Path, model, tokenizer, config: ExperimentC
             _save_own_encoder(tmp, model, backbone, config, label_names, task, manifest)
         else:
             _save_transformers(tmp, model, backbone, tokenizer, config, label_names, task, manifest)
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
-        (tmp / LABELS_FILE).write_text(json.dumps(
-            {"id2label": list(label_names), "label2id": {n: i for i, n in enumerate(label_names)}}, indent=2
-        ), encoding="utf-8")
+        write_run_files(tmp, tokenizer, config, label_names)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if card is None:
             card = render_model_card(config, None, [], None, label_names, model_name=Path(directory).name,
                                      head_note=manifest.get("note"))
         (tmp / "README.md").write_text(card, encoding="utf-8")
     return Path(directory)
+
+
+def write_run_files(directory: Path, tokenizer, config: ExperimentConfig, label_names: list[str]) -> None:
+    """The tokenizer files, `CONFIG_FILE` and `LABELS_FILE`: what `load_pretrained` and the deploy
+    runtime (`tfbert.deploy.runtime`) read back from a model or export directory."""
+    tokenizer.save_pretrained(str(directory))
+    (directory / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
+    (directory / LABELS_FILE).write_text(json.dumps(
+        {"id2label": list(label_names), "label2id": {n: i for i, n in enumerate(label_names)}}, indent=2
+    ), encoding="utf-8")
 
 
 def head_note(config: ExperimentConfig) -> str:

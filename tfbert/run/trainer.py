@@ -50,6 +50,11 @@ class StartPoint:
     def resuming(self) -> bool:
         return self.backup is not None
 
+    @property
+    def source_run(self) -> Optional[Path]:
+        """The run directory the backup belongs to (``RUN/checkpoints/step-N``)."""
+        return self.backup.parent.parent if self.backup is not None else None
+
 
 def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
     """Keys whose change makes a resumed run a different run (model, data, batch, schedule...)."""
@@ -95,13 +100,12 @@ def plan_start(config: ExperimentConfig) -> StartPoint:
                 str(out.resolve()) + "/"):
             raise ConfigError(f"config key 'training.output_dir': {out} already holds files; resume into a new "
                               "or empty directory, or into the run being resumed")
-        backup = backup_lib.resolve_backup(t.resume)
-        source_run = backup.parent.parent
-        return _resume_point(config, backup, source_run)
+        return _resume_point(config, backup_lib.resolve_backup(t.resume))
     if not occupied:
         return StartPoint()
-    if RunDir(out).is_finished() or not RunDir(out).is_run():
-        what = "a finished run" if RunDir(out).is_finished() else "files that are not a tfbert run"
+    run = RunDir(out)
+    if run.is_finished() or not run.is_run():
+        what = "a finished run" if run.is_finished() else "files that are not a tfbert run"
         raise ConfigError(f"config key 'training.output_dir': {out} already holds {what}; choose another "
                           "directory or set training.overwrite_output_dir=true")
     latest = backup_lib.latest_backup(out)
@@ -110,7 +114,7 @@ def plan_start(config: ExperimentConfig) -> StartPoint:
     if t.resume == "never":
         raise ConfigError(f"config key 'training.resume': {out} holds an unfinished run (backup {latest.name}); "
                           "set training.resume=auto to continue it or training.overwrite_output_dir=true to start over")
-    return _resume_point(config, latest, out)
+    return _resume_point(config, latest)
 
 
 def _check_writable(out: Path) -> None:
@@ -126,8 +130,9 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"config key 'training.output_dir': cannot create {out}: {ancestor} is not writable")
 
 
-def _resume_point(config: ExperimentConfig, backup: Path, source_run: Path) -> StartPoint:
-    state = backup_lib.read_state(backup)
+def _resume_point(config: ExperimentConfig, backup: Path) -> StartPoint:
+    start = StartPoint(backup=backup, state=backup_lib.read_state(backup))
+    source_run = start.source_run
     if RunDir(source_run).is_run():
         differences = config_differences(_saved_config(source_run), config)
         if differences:
@@ -135,7 +140,7 @@ def _resume_point(config: ExperimentConfig, backup: Path, source_run: Path) -> S
                 f"config key 'training.resume': cannot resume {source_run}: the config differs in "
                 f"{', '.join(differences)} (a resumed run must be the same run; use a new training.output_dir "
                 "or training.overwrite_output_dir=true)")
-    return StartPoint(backup=backup, state=state)
+    return start
 
 
 def _check_plan(start: StartPoint, experiment: Experiment) -> None:
@@ -171,7 +176,7 @@ def _prepare_output_dir(out: Path, start: StartPoint) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     backup_lib.remove_stale_temporaries(out)
     if start.resuming:
-        source_run = start.backup.parent.parent
+        source_run = start.source_run
         best = RunDir(source_run).best_dir
         if source_run.resolve() != out.resolve() and best.is_dir():
             shutil.copytree(best, RunDir(out).best_dir, dirs_exist_ok=True)

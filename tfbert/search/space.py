@@ -108,10 +108,10 @@ def parse_space(values: Any, base: ExperimentConfig, source: str = "search space
         key = str(key)
         if key in FIXED_KEYS:
             raise ConfigError(f"{where}: the search sets this key itself; it cannot be searched")
-        # An unknown key gets the config's did-you-mean error; the type check comes below.
-        probe = copy.deepcopy(base)
+        # An unknown key gets the config's did-you-mean error; the type check comes below. Stricter
+        # than `apply_values`, which skips another task type's keys: a searched key must exist.
         parts = key.split(".")
-        node = probe
+        node = base
         try:
             for i, part in enumerate(parts):
                 if not dataclasses.is_dataclass(node):

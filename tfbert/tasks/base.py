@@ -17,6 +17,7 @@ import tf_keras
 from tfbert.config import DataConfig, ExperimentConfig, TaskConfig
 from tfbert.errors import ConfigError
 from tfbert.data.task_data import TaskData
+from tfbert.modeling.classifier import build_sequence_classifier
 from tfbert.modeling.task_model import TaskModel
 from tfbert.tasks.registry import TaskSpec
 
@@ -198,3 +199,24 @@ class Task(abc.ABC):
             >>> get_task(config.task.type).export(model, tokenizer, labels, "out/sm", config)  # doctest: +SKIP
         """
         return self.serving_module_class()(model, tokenizer, label_names, config).export(directory)
+
+
+class PooledHeadTask(Task):
+    """A task whose head is the sequence classifier's: dropout and a dense layer on one pooled vector.
+
+    Hugging Face's ``*ForSequenceClassification`` head, whatever its outputs mean (one class, several
+    labels, a score), declared once so the tasks that share it cannot drift apart.
+    """
+
+    hf_auto_class = "TFAutoModelForSequenceClassification"
+    # One pooled vector feeds the head, so an IPU pipeline can unroll the model.
+    supports_pipelining = True
+
+    def has_hf_head(self, config: ExperimentConfig) -> bool:
+        # Only the pooler head is transformers' own; [CLS] and mean vectors have no class.
+        return config.model.pooling == "pooler"
+
+    def build_model(self, backbone, config: ExperimentConfig, num_labels: int, input_names: list[str]) -> TaskModel:
+        return build_sequence_classifier(
+            backbone, num_labels, input_names, pooling=config.model.pooling, dropout=config.model.classifier_dropout,
+            gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed)

@@ -23,16 +23,20 @@ class LabelledOnly(tf_keras.losses.Loss):
         loss: a Keras loss on (class ids ``[n]``, logits ``[n, classes]``), e.g. `Task.loss()`.
     """
 
+    #: the labels' dtype as `loss` reads them: class ids (a subclass may read float targets)
+    label_dtype = tf.int32
+
     def __init__(self, loss: tf_keras.losses.Loss, name: str | None = None, **kwargs):
         super().__init__(name=name or f"labelled_{loss.name}", **kwargs)
         self.loss = loss
 
     def call(self, y_true, y_pred):
         classes = tf.shape(y_pred)[-1]
-        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+        labels = tf.reshape(tf.cast(y_true, self.label_dtype), [-1])
         logits = tf.reshape(tf.cast(y_pred, tf.float32), [-1, classes])
-        mask = tf.not_equal(labels, IGNORE_INDEX)
-        values = self.loss.call(tf.where(mask, labels, 0), logits)  # per position, before any reduction
+        mask = tf.not_equal(labels, tf.cast(IGNORE_INDEX, self.label_dtype))
+        # per position, before any reduction
+        values = self.loss.call(tf.where(mask, labels, tf.zeros_like(labels)), logits)
         mask = tf.cast(mask, tf.float32)
         # One scalar per batch: Keras' SUM_OVER_BATCH_SIZE then divides by 1.
         return tf.reduce_sum(values * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 import tf_keras
 
-from tfbert.rundir import RunDir
+from tfbert.rundir import BEST, RunDir
 from tfbert.utils.files import write_text
 
 
@@ -61,7 +61,7 @@ class CheckpointKeeper(tf_keras.callbacks.Callback):
     def _manager(self) -> tf.train.CheckpointManager:
         if self._best_manager is None:
             best = tf.train.Checkpoint(model=self.model)
-            self._best_manager = tf.train.CheckpointManager(best, str(self.directory / "best"), 1)
+            self._best_manager = tf.train.CheckpointManager(best, str(self.directory / BEST), 1)
         return self._best_manager
 
     def best_state(self) -> dict:
@@ -151,8 +151,6 @@ class DivergenceGuard(tf_keras.callbacks.Callback):
         self._pending_sum = 0.0  # batch losses of the update in progress
         self._pending_batches = 0
         self._above = 0  # updates in a row above the threshold
-        #: the mean loss of the latest whole update (or execution of several)
-        self.last_update_loss: Optional[float] = None
         self._first_above: Optional[int] = None
 
     @property
@@ -194,7 +192,6 @@ class DivergenceGuard(tf_keras.callbacks.Callback):
         update_loss = self._pending_sum / self._pending_batches
         updates = max(1, -(-self._pending_batches // self.batches_per_update))
         self._pending_sum, self._pending_batches = 0.0, 0
-        self.last_update_loss = update_loss
         if self.reference is None:
             self.reference = update_loss
             return

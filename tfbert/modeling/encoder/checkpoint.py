@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -57,6 +57,12 @@ def pt_name_from_tf(tf_name: str) -> tuple[str, bool]:
     elif parts[-1] == "beta":
         parts[-1] = "bias"
     return ".".join(parts), transpose
+
+
+def pt_from_tf(tf_name: str, value: np.ndarray) -> tuple[str, np.ndarray]:
+    """``(PyTorch name, value in PyTorch layout)`` of a TensorFlow weight: `pt_name_from_tf`, kernels transposed."""
+    name, transpose = pt_name_from_tf(tf_name)
+    return name, (value.T if transpose and value.ndim == 2 else value)
 
 
 def tf_weight_name(pt_name: str) -> tuple[str, bool]:
@@ -123,8 +129,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
             value = handle.get_tensor(key)
             if tf_names:
                 # TF safetensors keep the names without the model scope: give pt_name_from_tf one to drop.
-                name, transpose = pt_name_from_tf("model/" + key)
-                out[name] = value.T if transpose and value.ndim == 2 else value
+                name, value = pt_from_tf("model/" + key, value)
+                out[name] = value
             else:
                 out[_legacy_pt_name(key)] = value
     return out
@@ -140,9 +146,8 @@ def _read_h5(path: Path) -> dict[str, np.ndarray]:
             group = handle[layer]
             for weight in group.attrs.get("weight_names", []):
                 weight = weight.decode() if isinstance(weight, bytes) else str(weight)
-                value = np.asarray(group[weight])
-                name, transpose = pt_name_from_tf(weight)
-                out[name] = value.T if transpose and value.ndim == 2 else value
+                name, value = pt_from_tf(weight, np.asarray(group[weight]))
+                out[name] = value
     if not out:
         raise ModelError(f"{path}: no weights found (not a Keras HDF5 weights file)")
     return out
@@ -298,11 +303,6 @@ def snake_scope(class_name: str) -> str:
     return "tf_" + re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
 
 
-def missing_names(state: dict[str, np.ndarray], names: Iterable[str]) -> list[str]:
-    """The names of `names` not in `state`."""
-    return [n for n in names if n not in state]
-
-
 __all__ = ["SAFETENSORS", "TF_H5", "checkpoint_file", "dense_from_state_dict", "dense_state_dict",
-           "encoder_state_dict", "has_pooler_weights", "load_encoder_weights", "pt_name_from_tf", "read_state_dict",
-           "save_safetensors", "save_tf_h5", "snake_scope", "tf_weight_name"]
+           "encoder_state_dict", "has_pooler_weights", "load_encoder_weights", "pt_from_tf", "pt_name_from_tf",
+           "read_state_dict", "save_safetensors", "save_tf_h5", "snake_scope", "tf_weight_name"]

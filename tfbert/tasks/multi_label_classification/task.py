@@ -28,9 +28,8 @@ import tf_keras
 from tfbert.data.classification import LabelColumn, load_classification_data
 from tfbert.errors import ConfigError, DataError
 from tfbert.evaluation.predict import predict_logits
-from tfbert.modeling.classifier import build_sequence_classifier
 from tfbert.modeling.losses import split_loss
-from tfbert.tasks.base import Task, TaskData
+from tfbert.tasks.base import PooledHeadTask, TaskData
 from tfbert.tasks.multi_label_classification.config import SPEC, MultiLabelConfig, MultiLabelDataConfig
 
 #: candidate thresholds for tuning on validation
@@ -106,13 +105,7 @@ class MultiLabelColumn(LabelColumn):
         self.delimiter, self.by_id = delimiter, by_id
 
     def parse(self, values: Sequence[object], path: str, column: str) -> list[list[str]]:
-        rows = []
-        for r, value in enumerate(values):
-            try:
-                rows.append(parse_labels(value, self.delimiter))
-            except ValueError as exc:
-                raise DataError(f"{path}, row {r + 1}: column {column!r}: {exc}") from None
-        return rows
+        return self.parse_cells(values, lambda value: parse_labels(value, self.delimiter), path, column)
 
     def infer_names(self, rows: list[list[str]], source: str, column: str) -> list[str]:
         names = sorted({label for row in rows for label in row})
@@ -174,7 +167,7 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-class MultiLabelClassification(Task):
+class MultiLabelClassification(PooledHeadTask):
     """Several labels per text: sigmoid per label, binary cross-entropy, a threshold tuned on validation.
 
     Examples:
@@ -185,8 +178,6 @@ class MultiLabelClassification(Task):
     """
 
     spec = SPEC
-    hf_auto_class = "TFAutoModelForSequenceClassification"
-    supports_pipelining = True
     pipeline_tag = ("text-classification", "Text Classification")
     hub_metrics = {"loss": None, "micro_f1": ("f1", "Micro F1"), "macro_f1": ("f1", "Macro F1"),
                    "subset_accuracy": ("accuracy", "Subset Accuracy")}
@@ -198,9 +189,6 @@ class MultiLabelClassification(Task):
     report_figures = ("per_class",)
     # No packed head yet: TPU and IPU run it with data.padding max_length.
     supports_packing = False
-
-    def has_hf_head(self, config) -> bool:
-        return config.model.pooling == "pooler"
 
     def hf_config_updates(self, label_names):
         return {**super().hf_config_updates(label_names), "problem_type": "multi_label_classification"}
@@ -223,9 +211,7 @@ class MultiLabelClassification(Task):
         return data
 
     def build_model(self, backbone, config, num_labels, input_names):
-        model = build_sequence_classifier(
-            backbone, num_labels, input_names, pooling=config.model.pooling, dropout=config.model.classifier_dropout,
-            gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed)
+        model = super().build_model(backbone, config, num_labels, input_names)
         if config.task.initial_bias == "label_prior":
             if self.label_frequencies is None or len(self.label_frequencies) != num_labels:
                 raise ConfigError("config key 'task.initial_bias': label_prior needs the training labels "

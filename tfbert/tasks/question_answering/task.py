@@ -76,8 +76,6 @@ class QuestionAnswering(Task):
             selected[split] = examples
         fractions = {} if splits else split_fractions(d, present=selected)
         if fractions:
-            if "train" not in selected:
-                raise DataError(f"config key 'data.{next(iter(fractions))}_split': needs data.train_file to split from")
             # Whole articles are held out, so no context is on both sides of a split.
             train = selected["train"]
             for split, rows in hold_out(len(train), fractions, seed, " + ".join(file_list(plan["train"][0])),

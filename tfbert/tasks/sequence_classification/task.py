@@ -6,15 +6,14 @@ import tf_keras
 from tfbert.data.classification import load_classification_data
 from tfbert.evaluation.classification import classification_metrics
 from tfbert.evaluation.predict import predict_logits
-from tfbert.modeling.classifier import build_sequence_classifier
 from tfbert.modeling.losses import MaskedAccuracy, split_loss
 from tfbert.modeling.packed import packed_sequence_vector
-from tfbert.tasks.base import Task, TaskData
+from tfbert.tasks.base import PooledHeadTask, TaskData
 from tfbert.tasks.losses import labelled_only
 from tfbert.tasks.sequence_classification.config import SPEC
 
 
-class SequenceClassification(Task):
+class SequenceClassification(PooledHeadTask):
     """One label per text (or text pair): softmax over the labels.
 
     Examples:
@@ -23,25 +22,12 @@ class SequenceClassification(Task):
     """
 
     spec = SPEC
-    hf_auto_class = "TFAutoModelForSequenceClassification"
-    supports_pipelining = True
     evaluates_from_records = True
     pipeline_tag = ("text-classification", "Text Classification")
     hub_metrics = {"loss": None, "accuracy": ("accuracy", "Accuracy"), "macro_f1": ("f1", "Macro F1")}
 
-    def has_hf_head(self, config) -> bool:
-        # Only the pooler head is transformers' own; [CLS] and mean vectors have no class.
-        return config.model.pooling == "pooler"
-
     def load_data(self, config, tokenizer, seed, label_names=None, splits=None) -> TaskData:
         return load_classification_data(config.data, tokenizer, seed=seed, label_names=label_names, splits=splits)
-
-    def build_model(self, backbone, config, num_labels, input_names):
-        return build_sequence_classifier(
-            backbone, num_labels, input_names, pooling=config.model.pooling,
-            dropout=config.model.classifier_dropout,
-            gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed,
-        )
 
     def loss(self):
         return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -62,7 +48,7 @@ class SequenceClassification(Task):
         logits = predict_logits(model, encoded, config.training.per_device_eval_batch_size, tokenizer.pad_token_id)
         report = classification_metrics(encoded.labels, logits.argmax(axis=1), data.label_names)
         report["loss"] = split_loss(self.loss(), encoded.labels, logits) if len(encoded.labels) else 0.0
-        report["metrics"] = {"loss": report["loss"], "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+        report["metrics"] = {k: report[k] for k in self.metric_names}
         return report
 
     report_headlines = (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("loss", "loss"))

@@ -48,13 +48,7 @@ class ScoreColumn(LabelColumn):
     stratify = False
 
     def parse(self, values: Sequence[Any], path: str, column: str) -> list[float]:
-        rows = []
-        for row, value in enumerate(values, start=1):
-            try:
-                rows.append(parse_score(value))
-            except ValueError as exc:
-                raise DataError(f"{path}, row {row}: column {column!r}: {exc}") from None
-        return rows
+        return self.parse_cells(values, parse_score, path, column)
 
     def infer_names(self, rows: list[float], source: str, column: str) -> list[str]:
         if len(set(rows)) < 2:

@@ -11,8 +11,6 @@ and gold score for the report's scatter plot.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
-
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -21,10 +19,10 @@ from tfbert.data.classification import load_classification_data
 from tfbert.data.encoding import IGNORE_INDEX
 from tfbert.errors import DataError
 from tfbert.evaluation.predict import predict_logits
-from tfbert.modeling.classifier import build_sequence_classifier
 from tfbert.modeling.losses import split_loss
 from tfbert.modeling.packed import packed_sequence_vector
-from tfbert.tasks.base import Task, TaskData
+from tfbert.tasks.base import PooledHeadTask, TaskData
+from tfbert.tasks.losses import LabelledOnly
 from tfbert.tasks.text_regression.config import SPEC
 from tfbert.tasks.text_regression.data import ScoreColumn
 
@@ -50,38 +48,18 @@ class ScoreSquaredError(tf_keras.losses.Loss):
 
 
 @tf_keras.utils.register_keras_serializable(package="tfbert")
-class LabelledScores(tf_keras.losses.Loss):
+class LabelledScores(LabelledOnly):
     """A per-example score loss averaged over the packed slots that hold an example.
 
-    A packed batch has ``[packs, K]`` target slots and empty ones carry IGNORE_INDEX (-100; the
-    data check `TextRegression.load_data` refuses that score for packed training). Wrapping
-    `Task.loss` rather than writing a masked twin keeps packed and unpacked training on one
-    definition; the mask multiplies, so shapes stay static (TPUs, IPUs).
+    `LabelledOnly` with float targets: a packed batch has ``[packs, K]`` target slots and empty
+    ones carry IGNORE_INDEX (-100; the data check `TextRegression.load_data` refuses that score for
+    packed training). Its own registered name, so saved models that name it still load.
 
     Args:
         loss: a per-example Keras loss on (scores ``[n]``, outputs ``[n, 1]``): `TextRegression.loss()`.
     """
 
-    def __init__(self, loss: tf_keras.losses.Loss, name: Optional[str] = None, **kwargs):
-        super().__init__(name=name or f"labelled_{loss.name}", **kwargs)
-        self.loss = loss
-
-    def call(self, y_true, y_pred):
-        targets = tf.reshape(tf.cast(y_true, tf.float32), [-1])
-        outputs = tf.reshape(tf.cast(y_pred, tf.float32), [-1, 1])
-        mask = tf.not_equal(targets, float(IGNORE_INDEX))
-        values = self.loss.call(tf.where(mask, targets, 0.0), outputs)  # per slot, before any reduction
-        mask = tf.cast(mask, tf.float32)
-        # One scalar per batch: Keras' SUM_OVER_BATCH_SIZE then divides by 1.
-        return tf.reduce_sum(values * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "loss": tf_keras.losses.serialize(self.loss)}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "LabelledScores":
-        config = dict(config)
-        return cls(tf_keras.losses.deserialize(config.pop("loss")), **config)
+    label_dtype = tf.float32
 
 
 def regression_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict:
@@ -108,7 +86,7 @@ def regression_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
-class TextRegression(Task):
+class TextRegression(PooledHeadTask):
     """One score per text or text pair: a one-unit head, mean squared error, Pearson and Spearman.
 
     Examples:
@@ -118,8 +96,6 @@ class TextRegression(Task):
     """
 
     spec = SPEC
-    hf_auto_class = "TFAutoModelForSequenceClassification"
-    supports_pipelining = True
     evaluates_from_records = True
     pipeline_tag = ("text-classification", "Text Classification")
     hub_metrics = {"loss": None, "pearson": ("pearsonr", "Pearson"), "spearman": ("spearmanr", "Spearman"),
@@ -133,10 +109,6 @@ class TextRegression(Task):
         "Each evaluated example of the final evaluation: the model's score against the gold score; the "
         "dashed line is a perfect prediction.",
         "tfbert.tasks.text_regression.report:draw_scatter")}
-
-    def has_hf_head(self, config) -> bool:
-        # Only the pooler head is transformers' own; [CLS] and mean vectors have no class.
-        return config.model.pooling == "pooler"
 
     def hf_config_updates(self, label_names):
         # num_labels 1 and problem_type "regression": BertForSequenceClassification's MSELoss, and
@@ -153,11 +125,6 @@ class TextRegression(Task):
                     raise DataError(f"{split} split, example {reserved[0] + 1}: score {IGNORE_INDEX} marks an "
                                     "empty slot in packed batches; use data.padding: bucket or shift the scores")
         return data
-
-    def build_model(self, backbone, config, num_labels, input_names):
-        return build_sequence_classifier(
-            backbone, num_labels, input_names, pooling=config.model.pooling, dropout=config.model.classifier_dropout,
-            gradient_accumulation_steps=config.training.gradient_accumulation_steps, seed=config.training.seed)
 
     def loss(self) -> tf_keras.losses.Loss:
         """The one loss definition: training compiles it, evaluation calls it, the packed twin wraps it."""

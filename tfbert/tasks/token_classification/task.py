@@ -65,8 +65,6 @@ class TokenClassification(Task):
                                 "classification needs entity tags (B-/I-/E-/S-TYPE) to learn")
         fractions = {} if splits else split_fractions(d, present=parts)
         if fractions:
-            if "train" not in parts:
-                raise DataError(f"config key 'data.{next(iter(fractions))}_split': needs data.train_file to split from")
             # Sentences are held out at random (`hold_out`); each keeps the file it came from.
             train = [(path, sentence) for path, chunk in parts["train"] for sentence in chunk]
             source = " + ".join(path for path, _ in parts["train"])
