@@ -815,6 +815,11 @@ def _fmt(x, digits=1):
     return f"{x:,.{digits}f}"
 
 
+def _ratio(value: float) -> str:
+    """A speed ratio for a table cell; a dash where the baseline (tfbert defaults) has no median."""
+    return f"{value:.2f}×" if math.isfinite(value) else "– (no tfbert-defaults run)"
+
+
 def report(args, shape, peak, table, ratios, inference, skipped, versions, command, packing) -> str:
     med = _medians(table)
     lines = [BEGIN, "", "## Side by side: tfbert vs. the alternatives (training and inference)", "",
@@ -851,7 +856,7 @@ def report(args, shape, peak, table, ratios, inference, skipped, versions, comma
             f"{_fmt(m['real_tokens_per_s'], 0)} | {_fmt(m['padded_tokens_per_s'], 0)} | "
             f"{m['real_tokens'] / m['padded_tokens']:.2f} | {m['mfu']:.1%} | {m['hfu']:.1%} | "
             f"{_fmt(m['peak_rss_mib'], 0)} | {_fmt(m['time_to_first_step_s'])} | {m['accuracy']:.4f} | "
-            f"{ratios[c]:.2f}× |")
+            f"{_ratio(ratios[c])} |")
     for c, why in skipped.items():
         if c in LABELS:
             lines.append(f"| {LABELS[c]} | skipped: {why} | | | | | | | | | | |")

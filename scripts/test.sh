@@ -23,4 +23,12 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TF_CPP_MIN_LOG_LEVEL=2 PYTHONDONTW
 # Two worker processes, a test file each at a time (module fixtures are built once per file):
 # much of the suite waits on subprocesses, imports and the tokenizer's tables, not on both cores.
 # TEST_WORKERS=0 runs in this process (e.g. for pdb).
-.venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+WORKERS=${TEST_WORKERS:-2}
+# One compute thread per TensorFlow (and torch) process: with a worker per core, pools as wide as
+# the machine in every worker and in the tools they start oversubscribe the cores, and the idle
+# threads' spinning takes time from the other worker. Set the variables to override.
+if [ "$WORKERS" != 0 ] && [ "$WORKERS" -ge 2 ]; then
+  export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+fi
+# --no-loadscope-reorder: files go out in the order tests/conftest.py gives them (longest first).
+.venv/bin/python -m pytest -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"

@@ -46,6 +46,9 @@ for _var, _sub in HERMETIC_DIRS.items():
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# As every tfbert command sets it (`tfbert.cli.common.run`): `tf.keras` is tf_keras, so importing
+# TensorFlow in a test process does not also load Keras 3, which nothing here uses.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # No __pycache__ written into the repository (read where it exists); subprocesses inherit it.
 os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 sys.dont_write_bytecode = True
@@ -73,7 +76,21 @@ def pytest_configure(config):
                                        "(./scripts/test.sh --run-slow)")
 
 
+#: The test files that take well over a minute on two cores (`./scripts/test.sh --durations=0`),
+#: longest first. They are scheduled before every other file: under xdist a worker that starts one
+#: of them while the other worker is nearly done leaves a core idle for that long at the end.
+LONGEST_FILES = ("tests/test_resume.py", "tests/test_distribute_runs.py", "tests/test_integration.py",
+                 "tests/test_portability.py", "tests/serving/test_tokenizer_properties.py",
+                 "tests/serving/test_serving_robustness.py", "tests/serving/test_graph_tokenizer.py",
+                 "tests/test_task_exports.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    # A stable sort after pytest-randomly's shuffle: the longest files first, every other file and
+    # the tests inside each file in the shuffled order (scripts/test.sh turns off xdist's own
+    # reordering, which puts files with many tests first).
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONGEST_FILES)))
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow")

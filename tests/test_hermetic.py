@@ -85,3 +85,14 @@ def test_the_repository_check_tells_a_runs_files_from_a_persons_edits():
         ".hypothesis/examples/x", "data/sms_spam/cache-1a2b.arrow", "data/x/run_summary.json"]
     # On a fresh clone runs/ does not exist: a test that trains into runs/NAME is caught.
     assert written_by_the_run({"runs/sms_spam_minilm/config.yaml"}, top - {"runs"}) == ["runs/sms_spam_minilm/config.yaml"]
+
+
+def test_the_longest_files_are_scheduled_first(request):
+    """`conftest.LONGEST_FILES` names files that exist, and the session collected them before the rest."""
+    from tests.conftest import LONGEST_FILES
+
+    missing = [name for name in LONGEST_FILES if not (ROOT / name).is_file()]
+    assert not missing, f"renamed or removed: {missing}"
+    order = [item.nodeid.split("::")[0] for item in request.session.items]
+    ranks = [LONGEST_FILES.index(f) if f in LONGEST_FILES else len(LONGEST_FILES) for f in order]
+    assert ranks == sorted(ranks)

@@ -58,16 +58,23 @@ def test_minilm_learns_sst2_sentiment_on_unseen_sentences(tmp_path):
 
 
 def test_demo_recipe_meets_the_bar_and_serves_raw_text(tmp_path):
-    """The README demo's recipe on the bundled SMS spam data: accuracy >= 0.985, spam F1 >= 0.94, SavedModel agrees."""
+    """The README demo's recipe on the bundled SMS spam data: accuracy >= 0.98, spam F1 >= 0.92, SavedModel agrees.
+
+    One of the recipe's two epochs (the schedule fitted to it): the real-model run of the default
+    suite, where training is most of the suite's longest test; the whole recipe is what
+    `./scripts/demo.sh` runs (README figures) and `tests/test_recipes.py` trains briefly.
+    """
     config = load_config(ROOT / "configs" / "sms_spam_minilm.yaml", [
         f"data.train_file={BUNDLED_SMS}", f"training.output_dir={tmp_path / 'run'}", "training.verbose=0",
-        "training.tensorboard=false",
+        "training.tensorboard=false", "training.num_train_epochs=1",
     ])
     summary = train(config, log=lambda *_: None)
     report = json.loads((tmp_path / "run" / "eval_results.json").read_text())
     assert report["num_examples"] == 1115  # stratified 20% of 5,574
-    assert report["accuracy"] >= 0.985, report
-    assert report["per_class"]["spam"]["f1"] >= 0.94, report
+    # Measured after this one epoch: accuracy 0.987, spam F1 0.952 (AMD EPYC, float32); a constant
+    # "ham" scores 0.866 and spam F1 0. The floors leave about five test messages of margin.
+    assert report["accuracy"] >= 0.98, report
+    assert report["per_class"]["spam"]["f1"] >= 0.92, report
     assert "warning" not in report and "warning" not in summary
 
     unseen = (ROOT / "data" / "sms_spam" / "unseen.txt").read_text(encoding="utf-8").splitlines()

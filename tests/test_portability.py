@@ -1,8 +1,8 @@
 """A tfbert model directory works in transformers 5 (no TensorFlow there): `scripts/check_portability.sh`.
 
 The checker runs in a separate venv (CPU torch + the newest transformers 5.x) that takes minutes to
-build, so the default suite only uses it when it already exists (`scripts/check_portability.sh
---setup-only` builds it); the `slow` test builds it. The models are the tiny random BERT with fresh
+build, and a check takes a minute and a half of CPU, so the checks are `slow`: ``./scripts/test.sh
+--run-slow`` builds the venv (or reuses it) and runs them; CI's clean clone never has the venv. The models are the tiny random BERT with fresh
 heads, one run per task type: parity is a property of the saved files, not of training (as in
 `test_hf_directory.py`), and the tiny model makes every run take seconds. A `pooling: cls` run covers
 heads without a transformers class (the backbone plus `tfbert_head.safetensors`). The second half
@@ -125,6 +125,7 @@ def checked(runs, tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
     return proc, report
 
 
+@pytest.mark.slow
 def test_every_task_type_loads_and_agrees_in_transformers_5(runs, checked):
     proc, report = checked
     failed = [c for c in report["checks"] if c["status"] == "FAIL"]
@@ -163,6 +164,7 @@ def test_every_task_type_loads_and_agrees_in_transformers_5(runs, checked):
     assert proc.stdout.strip().splitlines()[-1].startswith(f"{len(report['checks'])} checks: ")
 
 
+@pytest.mark.slow
 def test_checker_fails_without_safetensors_and_on_a_changed_weight(runs, tmp_path):
     from safetensors.numpy import load_file, save_file
 

@@ -80,6 +80,10 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     from tfbert.compat import check_dependencies
     from tfbert.errors import TfbertError
 
+    # tfbert names tf_keras and never uses `tf.keras`; with this, `import tensorflow` does not load
+    # Keras 3 to stand behind `tf.keras` (over a second of every command's start). Set it to 0 to
+    # keep TensorFlow's default.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     try:
         check_dependencies()  # e.g. transformers 5 installed later: one line here, not an ImportError deep inside
         return main(argv) or 0
