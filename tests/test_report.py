@@ -332,3 +332,26 @@ def test_demo_pipeline_line_works_on_a_trained_model_directory(tiny_config):
     probabilities = np.exp(logits[0] - logits[0].max()) / np.exp(logits[0] - logits[0].max()).sum()
     assert len(answer) == 1 and answer[0]["label"] == loaded.label_names[int(probabilities.argmax())]
     assert answer[0]["score"] == pytest.approx(float(probabilities.max()), abs=1e-4)
+
+
+def test_many_classes_are_listed_down_the_page(tmp_path):
+    """28 classes (GoEmotions): one row per class, names readable, the figure no wider than a few classes'."""
+    from tfbert.reporting.evaluation_figures import MAX_VERTICAL_BARS, per_class_figure
+    from tfbert.reporting.runs import load_run
+
+    names = [f"label_{i}" for i in range(28)]
+    per_class = {n: {"precision": 0.5, "recall": i / 28, "f1": 0.4, "support": 10 + i} for i, n in enumerate(names)}
+    run = load_run(_fake_run(tmp_path / "many", "multi_label_classification",
+                             {"split": "test", "num_examples": 100, "per_class": per_class},
+                             [{"epoch": 1, "loss": 0.5}]))
+    fig = per_class_figure([run])
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == [f"{n} (n={10 + i})" for i, n in enumerate(names)]  # in order, first at the top
+    assert fig.axes[0].get_ylim()[0] > fig.axes[0].get_ylim()[1]
+    assert [b.get_width() for b in fig.axes[1].patches] == pytest.approx([i / 28 for i in range(28)])
+    assert fig.get_size_inches()[0] == 12.0
+    few = {n: per_class[n] for n in names[:MAX_VERTICAL_BARS]}
+    vertical = per_class_figure([load_run(_fake_run(tmp_path / "few", "sequence_classification",
+                                                    {"split": "test", "num_examples": 100, "per_class": few},
+                                                    [{"epoch": 1, "loss": 0.5}]))])
+    assert len(vertical.axes[0].get_xticklabels()) == MAX_VERTICAL_BARS

@@ -54,8 +54,15 @@ def confusion_figure(runs: Sequence[RunData]) -> Figure:
     return finish(fig, axes, legend=False, grid=False)
 
 
+#: Above this many bars per panel the per-class figure lists classes down the page (horizontal bars):
+#: rotated names under vertical bars overlap, and the figure grew wider than any page.
+MAX_VERTICAL_BARS = 16
+
+
 def _per_class_figure(runs: Sequence[RunData], title: str, what: str) -> Figure:
     names = list(dict.fromkeys(n for run in runs for n in run.evaluation["per_class"]))
+    if len(names) * len(runs) > MAX_VERTICAL_BARS:
+        return _per_class_rows(runs, names, title, what)
     fig, axes = new_figure(3, width=max(9.0, 1.0 + 3 * (0.35 * len(names) * len(runs) + 1.2)), height=4.0)
     width = 0.8 / len(runs)
     x = np.arange(len(names))
@@ -74,6 +81,27 @@ def _per_class_figure(runs: Sequence[RunData], title: str, what: str) -> Figure:
         ax.set_ylabel(metric if metric != "f1" else "F1")
         ax.set_title(metric.capitalize() if metric != "f1" else "F1")
         ax.set_xlabel(what)
+    fig.suptitle(f"{title} ({_split(runs[0])})" if len(runs) == 1 else title)
+    return finish(fig, axes)
+
+
+def _per_class_rows(runs: Sequence[RunData], names: list[str], title: str, what: str) -> Figure:
+    """`_per_class_figure` for many classes: one row per class, in the evaluation's order from the top."""
+    fig, axes = new_figure(3, width=12.0, height=1.5 + 0.26 * len(names) * len(runs), sharey=True)
+    height = 0.8 / len(runs)
+    y = np.arange(len(names))
+    for ax, metric in zip(axes, ("precision", "recall", "f1")):
+        for i, run in enumerate(runs):
+            values = [run.evaluation["per_class"].get(n, {}).get(metric, 0.0) for n in names]
+            ax.barh(y + (i - (len(runs) - 1) / 2) * height, values, height, color=run_color(i),
+                    label=run.name if len(runs) > 1 else None)
+        ax.set_xlim(0, 1.05)
+        ax.set_xlabel(metric if metric != "f1" else "F1")
+        ax.set_title(metric.capitalize() if metric != "f1" else "F1")
+    supports = [runs[0].evaluation["per_class"].get(n, {}).get("support") for n in names]
+    axes[0].set_yticks(y, [f"{n} (n={s})" if s is not None else n for n, s in zip(names, supports)], fontsize=8)
+    axes[0].set_ylim(len(names) - 0.5, -0.5)  # the first class at the top (shared by the three panels)
+    axes[0].set_ylabel(what)
     fig.suptitle(f"{title} ({_split(runs[0])})" if len(runs) == 1 else title)
     return finish(fig, axes)
 

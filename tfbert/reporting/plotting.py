@@ -31,8 +31,9 @@ def run_color(index: int):
     return COLORS[index % len(COLORS)]
 
 
-def new_figure(panels: int = 1, width: float = 9.0, height: float = 3.8, sharex: bool = False):
-    fig, axes = plt.subplots(1, panels, figsize=(width, height), sharex=sharex, squeeze=False)
+def new_figure(panels: int = 1, width: float = 9.0, height: float = 3.8, sharex: bool = False,
+               sharey: bool = False):
+    fig, axes = plt.subplots(1, panels, figsize=(width, height), sharex=sharex, sharey=sharey, squeeze=False)
     return fig, list(axes[0])
 
 
