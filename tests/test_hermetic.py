@@ -89,10 +89,9 @@ def test_the_repository_check_tells_a_runs_files_from_a_persons_edits():
 
 def test_the_longest_files_are_scheduled_first(request):
     """`conftest.LONGEST_FILES` names files that exist, and the session collected them before the rest."""
-    from tests.conftest import LONGEST_FILES
+    from tests.conftest import LONGEST_FILES, schedule_rank
 
     missing = [name for name in LONGEST_FILES if not (ROOT / name).is_file()]
     assert not missing, f"renamed or removed: {missing}"
-    order = [item.nodeid.split("::")[0] for item in request.session.items]
-    ranks = [LONGEST_FILES.index(f) if f in LONGEST_FILES else len(LONGEST_FILES) for f in order]
+    ranks = [schedule_rank(item.nodeid) for item in request.session.items]
     assert ranks == sorted(ranks)

@@ -54,6 +54,20 @@ def confusion_figure(runs: Sequence[RunData]) -> Figure:
     return finish(fig, axes, legend=False, grid=False)
 
 
+#: The three per-class panels: metric key -> its name on the axis and in the panel title.
+_CLASS_METRICS = {"precision": "precision", "recall": "recall", "f1": "F1"}
+
+
+def _class_labels(runs: Sequence[RunData], names: list[str], separator: str) -> list[str]:
+    """Each class name with its support in the first run (``name<separator>(n=…)``)."""
+    supports = [runs[0].evaluation["per_class"].get(n, {}).get("support") for n in names]
+    return [f"{n}{separator}(n={s})" if s is not None else n for n, s in zip(names, supports)]
+
+
+def _label_panel(ax, metric: str) -> None:
+    ax.set_title(_CLASS_METRICS[metric].capitalize() if metric != "f1" else "F1")
+
+
 #: Above this many bars per panel the per-class figure lists classes down the page (horizontal bars):
 #: rotated names under vertical bars overlap, and the figure grew wider than any page.
 MAX_VERTICAL_BARS = 16
@@ -67,19 +81,18 @@ def _per_class_figure(runs: Sequence[RunData], title: str, what: str) -> Figure:
     width = 0.8 / len(runs)
     x = np.arange(len(names))
     annotate = len(names) * len(runs) <= 8
-    for ax, metric in zip(axes, ("precision", "recall", "f1")):
+    for ax, metric in zip(axes, _CLASS_METRICS):
         for i, run in enumerate(runs):
             values = [run.evaluation["per_class"].get(n, {}).get(metric, 0.0) for n in names]
             bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, values, width, color=run_color(i),
                           label=run.name if len(runs) > 1 else None)
             if annotate:
                 ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
-        supports = [runs[0].evaluation["per_class"].get(n, {}).get("support") for n in names]
-        ax.set_xticks(x, [f"{n}\n(n={s})" if s is not None else n for n, s in zip(names, supports)],
+        ax.set_xticks(x, _class_labels(runs, names, "\n"),
                       rotation=45 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center", fontsize=8)
         ax.set_ylim(0, 1.1)
-        ax.set_ylabel(metric if metric != "f1" else "F1")
-        ax.set_title(metric.capitalize() if metric != "f1" else "F1")
+        ax.set_ylabel(_CLASS_METRICS[metric])
+        _label_panel(ax, metric)
         ax.set_xlabel(what)
     fig.suptitle(f"{title} ({_split(runs[0])})" if len(runs) == 1 else title)
     return finish(fig, axes)
@@ -90,16 +103,15 @@ def _per_class_rows(runs: Sequence[RunData], names: list[str], title: str, what:
     fig, axes = new_figure(3, width=12.0, height=1.5 + 0.26 * len(names) * len(runs), sharey=True)
     height = 0.8 / len(runs)
     y = np.arange(len(names))
-    for ax, metric in zip(axes, ("precision", "recall", "f1")):
+    for ax, metric in zip(axes, _CLASS_METRICS):
         for i, run in enumerate(runs):
             values = [run.evaluation["per_class"].get(n, {}).get(metric, 0.0) for n in names]
             ax.barh(y + (i - (len(runs) - 1) / 2) * height, values, height, color=run_color(i),
                     label=run.name if len(runs) > 1 else None)
         ax.set_xlim(0, 1.05)
-        ax.set_xlabel(metric if metric != "f1" else "F1")
-        ax.set_title(metric.capitalize() if metric != "f1" else "F1")
-    supports = [runs[0].evaluation["per_class"].get(n, {}).get("support") for n in names]
-    axes[0].set_yticks(y, [f"{n} (n={s})" if s is not None else n for n, s in zip(names, supports)], fontsize=8)
+        ax.set_xlabel(_CLASS_METRICS[metric])
+        _label_panel(ax, metric)
+    axes[0].set_yticks(y, _class_labels(runs, names, " "), fontsize=8)
     axes[0].set_ylim(len(names) - 0.5, -0.5)  # the first class at the top (shared by the three panels)
     axes[0].set_ylabel(what)
     fig.suptitle(f"{title} ({_split(runs[0])})" if len(runs) == 1 else title)
