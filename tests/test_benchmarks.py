@@ -204,3 +204,29 @@ def test_profile_compare_smoke(tiny_model_dir, monkeypatch):
         assert total + overhead == pytest.approx(wall, abs=0.15), column
         assert float(rows["ops per step (TF kernels / torch leaf aten ops)"][i].replace(",", "")) > 100, column
     assert "Command: `" in proc.stdout and "CPU: " in proc.stdout
+
+
+def test_onnx_ab_times_every_file_on_the_same_inputs(monkeypatch, tmp_path):
+    """benchmarks/compare_onnx.py on two tiny graphs (ids -> float): one row per file and thread count."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # undone after the test
+    import compare_onnx
+
+    paths = []
+    for name, op in (("a", "Identity"), ("b", "Neg")):
+        ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])
+        mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"])
+        out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence"])
+        nodes = [helper.make_node("Add", ["input_ids", "attention_mask"], ["sum"]),
+                 helper.make_node("Cast", ["sum"], ["cast"], to=TensorProto.FLOAT),
+                 helper.make_node(op, ["cast"], ["logits"])]
+        model = helper.make_model(helper.make_graph(nodes, name, [ids, mask], [out]),
+                                  opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        paths.append(str(tmp_path / f"{name}.onnx"))
+        onnx.save(model, paths[-1])
+    rows = compare_onnx.compare(paths, threads=1, rounds=3, block=2, length=5)
+    assert len(rows) == 2 and all(r["batch1_ms"] > 0 and r["batch64_ex_s"] > 0 for r in rows)
+    assert compare_onnx.main([*paths, "--threads", "1", "--rounds", "2", "--block", "1"]) == 0

@@ -242,6 +242,21 @@ def test_one_training_step_equals_tfautomodel(task_type, family_dir):
         np.testing.assert_allclose(a, b, atol=TOL)
 
 
+def test_first_token_only_is_the_first_position_of_the_full_encoder(bundled_dir):
+    """A [CLS] head's last block computes one query per row: the same vector as the whole block's position 0."""
+    encoder, _ = load_encoder(bundled_dir)
+    raw = json.loads((bundled_dir / "config.json").read_text())
+    batch = _batch({**raw, "vocab_size": 30000}, seed=4, batch=3, seq=11)
+    full = encoder(batch, training=False)["last_hidden_state"].numpy()
+    first = encoder(batch, training=False, first_token_only=True)["last_hidden_state"].numpy()
+    assert first.shape == (3, 1, full.shape[-1])
+    np.testing.assert_allclose(first, full[:, :1], atol=TOL)
+    # Packed rows hold a first token per example: the whole sequence comes back.
+    packed = dict(batch, example_ids=batch["attention_mask"].astype(np.int32),
+                  position_ids=np.tile(np.arange(11, dtype=np.int32), (3, 1)))
+    assert encoder(packed, training=False, first_token_only=True)["last_hidden_state"].shape == full.shape
+
+
 def test_bundled_minilm_equals_tfautomodel(bundled_dir):
     """The shipped checkpoint (PyTorch-format safetensors) read directly, against transformers' conversion."""
     ours = load_backbone(str(bundled_dir), "tfbert")

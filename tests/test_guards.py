@@ -124,8 +124,9 @@ def test_an_exploding_loss_stops_a_run_before_its_step_is_backed_up(tiny_config,
 @pytest.mark.parametrize("learning_rate, message", [
     # Issue 23's command: the loss overflows to NaN at step 5 here (on the MiniLM too, with this tree).
     ("1e6", r"error: training loss (became nan|diverged) at step \d+ "),
-    # A thousand times lower it stays finite: 1.4e4 from step 3, stopped by the explosion rule.
-    ("1e3", r"error: training loss diverged at step 7 \(epoch 1, batch 7\): .* at every step since 3; "),
+    # A thousand times lower it stays finite (about 1e4 from step 3 or 4), stopped by the explosion rule
+    # after five steps in a row above it; which step that is depends on the seeded run's dropout.
+    ("1e3", r"error: training loss diverged at step (\d+) \(epoch 1, batch \1\): .* at every step since (\d+); "),
 ])
 def test_the_issues_huge_learning_rate_run_exits_2_with_one_line(learning_rate, message, tiny_model_dir, spam_file,
                                                                  tmp_path, capsys):
@@ -143,7 +144,10 @@ def test_the_issues_huge_learning_rate_run_exits_2_with_one_line(learning_rate, 
     stderr = capsys.readouterr().err
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "Traceback" not in stderr, stderr
-    assert re.match(message, errors[0]) and "try a lower optimizer.learning_rate" in errors[0], errors[0]
+    match = re.match(message, errors[0])
+    assert match and "try a lower optimizer.learning_rate" in errors[0], errors[0]
+    if match.lastindex == 2:
+        assert int(match[1]) - int(match[2]) == 4 and int(match[1]) < 20, errors[0]
     assert not (tmp_path / "run" / "run_summary.json").exists() and not (tmp_path / "run" / "saved_model").exists()
 
 

@@ -104,19 +104,11 @@ def onnx_exports(task_experiments, tmp_path_factory) -> dict[str, Path]:
             for name, e in task_experiments.items()}
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_onnx_runtime_logits_equal_tensorflow(name, task_experiments, onnx_exports):
-    import onnx
+def assert_runtime_equals_keras(name: str, experiment, path: Path) -> None:
+    """ONNX Runtime on `path` gives the Keras model's outputs (1e-4) on the task's padded and single batches."""
     import onnxruntime as ort
 
-    experiment, path = task_experiments[name], onnx_exports[name]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    model = onnx.load(str(path))
-    # Token ids in as int64 [batch, sequence], both axes dynamic and named.
-    for value in model.graph.input:
-        assert value.type.tensor_type.elem_type == onnx.TensorProto.INT64
-        assert [d.dim_param for d in value.type.tensor_type.shape.dim] == ["batch", "sequence"]
-    assert not {n.op_type for n in model.graph.node} & {"Erfc"}
     outputs = [o.name for o in session.get_outputs()]
     assert outputs == (["end_logits", "start_logits"] if name == "qa" else ["logits"])
     for features in token_batches(name, experiment):
@@ -126,6 +118,21 @@ def test_onnx_runtime_logits_equal_tensorflow(name, task_experiments, onnx_expor
         for key in want:
             assert got[key].shape == want[key].shape
             np.testing.assert_allclose(got[key], want[key], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_onnx_runtime_logits_equal_tensorflow(name, task_experiments, onnx_exports):
+    import onnx
+
+    experiment, path = task_experiments[name], onnx_exports[name]
+    model = onnx.load(str(path))
+    # Token ids in as int64 [batch, sequence], both axes dynamic and named.
+    for value in model.graph.input:
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.INT64
+        assert [d.dim_param for d in value.type.tensor_type.shape.dim] == ["batch", "sequence"]
+    assert not {n.op_type for n in model.graph.node} & {"Erfc"}
+    assert {o.domain for o in model.opset_import} <= {"", "ai.onnx.ml"}  # standard ops only by default
+    assert_runtime_equals_keras(name, experiment, path)
     for name_ in ("tokenizer.json", "vocab.txt", "tfbert_config.yaml", "labels.json", "tfbert_deploy.json"):
         assert (path.parent / name_).is_file()
 
@@ -140,8 +147,42 @@ def test_onnx_graph_is_rewritten_into_fused_ops(task_experiments, onnx_exports):
     assert ops.count("Erf") == layers and "ReduceMean" not in ops and "GlobalAveragePool" not in ops
 
 
+@pytest.mark.parametrize("name", TASKS)
+def test_fused_attention_gives_the_same_outputs(name, task_experiments, onnx_exports, tmp_path):
+    """--optimize: each attention block becomes one com.microsoft.Attention; outputs stay the Keras model's."""
+    import onnx
+
+    from tfbert.deploy.onnx_fusion import fuse_attention
+    from tfbert.modeling.encoder.layers import MASKED
+
+    model = onnx.load(str(onnx_exports[name]))
+    plain_nodes = len(model.graph.node)
+    # The tiny BERT has 2 layers; a [CLS] head's last layer computes one query per row (not fused).
+    fused = 2 if name in ("ner", "qa") else 1
+    assert fuse_attention(model, masked_value=MASKED) == fused
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Attention") == fused and ops.count("Softmax") == 2 - fused
+    assert len(ops) <= plain_nodes - 6 * fused  # about 11 nodes per block become 2, plus 3 shared
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp_path / "fused.onnx"))
+    assert_runtime_equals_keras(name, task_experiments[name], tmp_path / "fused.onnx")
+
+
+def test_fusion_leaves_a_block_it_does_not_recognise(onnx_exports):
+    """The mask must come from the attention_mask input: named otherwise, nothing is fused or changed."""
+    import onnx
+
+    from tfbert.deploy.onnx_fusion import fuse_attention
+
+    model = onnx.load(str(onnx_exports["classification"]))
+    before = model.SerializeToString()
+    assert fuse_attention(model, mask_input="token_type_ids") == 0
+    assert fuse_attention(model, mask_input="no_such_input") == 0
+    assert model.SerializeToString() == before
+
+
 def test_predict_runs_the_onnx_export_like_the_saved_model(task_experiments, tmp_path, capsys):
-    """tools/export.py --format onnx on a model directory, then tools/predict.py on the export."""
+    """tools/export.py --format onnx --optimize on a model directory, then tools/predict.py on the export."""
     pytest.importorskip("tf2onnx")
     import tfbert
     from tfbert.cli import export, predict
@@ -150,7 +191,12 @@ def test_predict_runs_the_onnx_export_like_the_saved_model(task_experiments, tmp
     experiment = task_experiments["classification"]
     model_dir = save_pretrained(tmp_path / "model", experiment.model, experiment.tokenizer, experiment.config,
                                 experiment.label_names)
-    assert export.main(["--model", str(model_dir), "--format", "onnx", "--output", str(tmp_path / "onnx")]) == 0
+    assert export.main(["--model", str(model_dir), "--format", "onnx", "--optimize",
+                        "--output", str(tmp_path / "onnx")]) == 0
+    assert json.loads((tmp_path / "onnx" / "tfbert_deploy.json").read_text())["fused_attention_blocks"] == 1
+    with pytest.raises(SystemExit) as stop:
+        export.main(["--model", str(model_dir), "--format", "litert", "--optimize", "--output", str(tmp_path / "x")])
+    assert stop.value.code == 2 and not (tmp_path / "x").exists()
     saved = tfbert.export_saved_model(experiment.model, experiment.tokenizer, experiment.label_names,
                                       tmp_path / "sm", config=experiment.config)
     capsys.readouterr()

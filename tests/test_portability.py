@@ -46,6 +46,8 @@ def make_runs(out: Path, tiny_model_dir: Path) -> dict[str, Path]:
     from tfbert.run.experiment import build_experiment
     from tfbert.modeling.saving import save_pretrained
 
+    from tests.test_text_regression import write_pairs
+
     multi_label = out / "multi_label.tsv"
     multi_label.write_text("text\tlabels\n" + "".join(f"{t}\t{l}\n" for t, l in MULTI_LABEL_ROWS * 3), encoding="utf-8")
     spam = [f"data.train_file={write_spam_tsv(out / 'spam.tsv')}", "data.has_header=false",
@@ -60,6 +62,10 @@ def make_runs(out: Path, tiny_model_dir: Path) -> dict[str, Path]:
         "multi_label_classification": ("multi_label_classification", [
             f"data.train_file={multi_label}", "data.format=tsv", "data.label_column=labels", "data.max_seq_length=64",
             "task.threshold=0.5"]),
+        # One score per pair, read by transformers as problem_type: regression.
+        "text_regression": ("text_regression", [
+            f"data.train_file={write_pairs(out / 'pairs.tsv')}", "data.text_column=sentence1",
+            "data.text_pair_column=sentence2", "data.label_column=score", "data.max_seq_length=64"]),
     }
     if HAVE_SHARED:
         tasks["token_classification"] = ("token_classification", [
@@ -140,6 +146,8 @@ def test_every_task_type_loads_and_agrees_in_transformers_5(runs, checked):
                                          "pipeline(text-classification, top_k=None)"},
         "multi_label_classification": {"load", "AutoModelForSequenceClassification",
                                        "pipeline(text-classification, top_k=None, function_to_apply='sigmoid')"},
+        "text_regression": {"load", "AutoModelForSequenceClassification",
+                            "pipeline(text-classification, top_k=None, function_to_apply='none')"},
         "token_classification": {"load", "AutoModelForTokenClassification",
                                  "pipeline(token-classification, aggregation_strategy='first')"},
         "question_answering": {"load", "AutoModelForQuestionAnswering",
@@ -152,8 +160,8 @@ def test_every_task_type_loads_and_agrees_in_transformers_5(runs, checked):
     float32_check = "same function as tf_model.h5 (float32)"
     for check in report["checks"]:
         if check["check"] not in ("load", float32_check) and check["status"] == "PASS":
-            # the texts ran: 5 SMS, 50 sentences, 50 questions
-            assert check["detail"].startswith(("5 unseen SMS", "50 WNUT-17", "50 SQuAD")), check
+            # the texts ran: 5 SMS (paired with the next for regression), 50 sentences, 50 questions
+            assert check["detail"].startswith(("5 unseen SMS", "5 pairs of unseen SMS", "50 WNUT-17", "50 SQuAD")), check
     bf16 = {c["check"]: c["detail"] for c in report["checks"] if c["run"] == str(runs["sequence_classification_bf16"])}
     assert bf16[float32_check].startswith("the SavedModel computes in mixed_bfloat16")
     assert bf16["AutoModelForSequenceClassification"].endswith("(the SavedModel computes in mixed_bfloat16: "

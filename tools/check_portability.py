@@ -18,6 +18,8 @@ So for each run this compares what a transformers-5 user gets with what tfbert s
   there the answers are decoded from ``AutoModelForQuestionAnswering``'s logits with that
   pipeline's rule (best start + end logit over context tokens, ``max_answer_len``), and the line
   says so.
+- Text regression (``problem_type: regression``): the SavedModel's ``score`` against the model's
+  single logit and ``pipeline("text-classification", function_to_apply="none")``'s score.
 - Heads with no transformers class (``model.pooling: cls``/``mean``): ``AutoModel`` plus
   ``tfbert_head.safetensors``, as the model card describes.
 - A run trained in mixed precision exports a SavedModel that computes in 16 bits: there the
@@ -67,8 +69,11 @@ HEAD_FILE = "tfbert_head.safetensors"
 SERVING_INFO = Path("assets.extra") / "tfbert_serving.json"
 AUTO_CLASS = {"sequence_classification": "AutoModelForSequenceClassification",
               "multi_label_classification": "AutoModelForSequenceClassification",
+              "text_regression": "AutoModelForSequenceClassification",
               "token_classification": "AutoModelForTokenClassification",
               "question_answering": "AutoModelForQuestionAnswering"}
+#: one output row per text (or pair): classification, multi-label, regression
+SEQUENCE_TASKS = ("sequence_classification", "multi_label_classification", "text_regression")
 
 # Used only where ../shared/data is absent (a clone without the shared data sets).
 FALLBACK_SENTENCES = ["Sarah flew from Paris to New York with Air France on Monday",
@@ -152,18 +157,18 @@ def _work(job: dict, out: dict, np, transformers) -> None:
     if model is None:
         return
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    if task in ("sequence_classification", "multi_label_classification"):
+    if task in SEQUENCE_TASKS:
         encoded = _encode(tokenizer, job, truncation=True, max_length=job["max_seq_length"])
         out["ids"] = {k: v.numpy().tolist() for k, v in encoded.items()}
         logits = model(**encoded).logits
         out["auto"] = {"logits": logits.float().numpy().tolist(),
                        "id2label": {str(k): v for k, v in model.config.id2label.items()}}
-        multi = task == "multi_label_classification"
+        apply = {"multi_label_classification": "sigmoid", "text_regression": "none"}.get(task)
         pipe = transformers.pipeline("text-classification", model=model_dir, device="cpu")
         texts = job["inputs"][0] if len(job["inputs"]) == 1 else [
             {"text": a, "text_pair": b} for a, b in zip(*job["inputs"])]
         rows = pipe(texts, top_k=None, truncation=True, max_length=job["max_seq_length"],
-                    **({"function_to_apply": "sigmoid"} if multi else {}))
+                    **({"function_to_apply": apply} if apply else {}))
         out["pipeline"] = [{d["label"]: d["score"] for d in row} for row in rows]
     elif task == "token_classification":
         encoded = _encode(tokenizer, job, truncation=True, max_length=job["max_seq_length"])
@@ -322,7 +327,7 @@ def make_job(run: Path) -> dict:
            "max_seq_length": data.get("max_seq_length", 128),
            # the policy the run resolved ("auto" is recorded as what it chose): the SavedModel's compute dtype
            "precision": config.get("precision", {}).get("policy", "float32")}
-    if task in ("sequence_classification", "multi_label_classification"):
+    if task in SEQUENCE_TASKS:
         texts = (ROOT / "data" / "sms_spam" / "unseen.txt").read_text(encoding="utf-8").splitlines()
         job["source"] = f"{len(texts)} unseen SMS texts"
         job["inputs"] = [texts]
@@ -420,7 +425,9 @@ def compare(report: Report, job: dict, result: dict, version: str, tf) -> None:
         _check_float32_weights(report, job, result, np, tf)
     saved = tf.saved_model.load(job["saved_model"])
     serve = saved.signatures["serving_default"]
-    if task in ("sequence_classification", "multi_label_classification"):
+    if task == "text_regression":
+        _compare_regression(report, job, result, serve, np, tf)
+    elif task in SEQUENCE_TASKS:
         _compare_classification(report, job, result, serve, np, tf)
     elif task == "token_classification":
         _compare_tokens(report, job, result, saved.signatures["serve_token_ids"], serve, np, tf)
@@ -439,13 +446,16 @@ def _precision_note(job: dict) -> str:
 
 
 def probabilities(task: str, outputs: dict, attention_mask, np):
-    """What "probabilities" means per task, flattened: softmax or sigmoid per text, softmax per real
+    """What "probabilities" means per task, flattened: softmax or sigmoid per text (regression: the
+    score), softmax per real
     token, softmax of start and of end logits over each window's real tokens."""
     mask = np.asarray(attention_mask, bool)
     if task == "sequence_classification":
         return _softmax(np, outputs["logits"]).ravel()
     if task == "multi_label_classification":
         return _sigmoid(np, outputs["logits"]).ravel()
+    if task == "text_regression":  # the score itself
+        return np.asarray(outputs["logits"], np.float64).ravel()
     if task == "token_classification":
         return _softmax(np, outputs["logits"])[mask].ravel()
     return np.concatenate([_softmax(np, np.where(mask, np.asarray(outputs[k], np.float64), -np.inf)).ravel()
@@ -544,10 +554,38 @@ def _expect_close(report: Report, job: dict, check: str, source: str, ours, thei
     problems = []
     if not diff <= tolerance:
         problems.append(f"probabilities differ by up to {diff:.2e} (> {tolerance:g})")
-    if our_labels != their_labels:
+    labelled = our_labels is not None  # regression has scores only
+    if labelled and our_labels != their_labels:
         problems.append("labels differ, " + _first_mismatch(texts, our_labels, their_labels))
     report.expect(not problems, name, check, f"{source}: max |dp| {diff:.1e}" + (
-        "; " + "; ".join(problems) if problems else ", same labels") + _precision_note(job))
+        "; " + "; ".join(problems) if problems else ", same labels" if labelled else "") + _precision_note(job))
+
+
+def _compare_regression(report: Report, job: dict, result: dict, serve, np, tf) -> None:
+    """The SavedModel's ``score`` against the model's one logit and the pipeline's score (no activation)."""
+    name, texts = job["run"], job["inputs"][0]
+    inputs = {"text": tf.constant(texts)}
+    if len(job["inputs"]) == 2:
+        inputs["text_pair"] = tf.constant(job["inputs"][1])
+    ours = serve(**inputs)["score"].numpy().astype(np.float64)
+    theirs = np.asarray(result["auto"]["logits"], np.float64)
+    if theirs.ndim != 2 or theirs.shape[1] != 1:
+        report.add("FAIL", name, "logits", f"shape {theirs.shape}, not one score per text")
+        return
+    head = "" if job["head"] == "transformers" else f" (backbone + {HEAD_FILE}, pooling {job['pooling']})"
+    auto_class = AUTO_CLASS[job["task"]] if job["head"] == "transformers" else "AutoModel"
+    _expect_close(report, job, auto_class + head, f"{job['source']}, scores", ours, theirs[:, 0], None, None, texts)
+    if job["head"] != "transformers":
+        report.add("SKIP", name, "pipeline(text-classification)", f"pooling {job['pooling']} has no transformers "
+                   "class; the pipeline would add an untrained head (the model card says so)")
+        return
+    rows = result["pipeline"]
+    if any(len(row) != 1 for row in rows):
+        report.add("FAIL", name, "pipeline(text-classification)", f"{len(rows[0])} outputs per text, not one score")
+        return
+    piped = np.array([next(iter(row.values())) for row in rows], np.float64)
+    _expect_close(report, job, "pipeline(text-classification, top_k=None, function_to_apply='none')",
+                  f"{job['source']}, scores", ours, piped, None, None, texts)
 
 
 def _token_id_inputs(signature, ids: dict, tf) -> dict:

@@ -48,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
                              "directory TFAutoModelFor*.from_pretrained and pipeline() load (migrates old ones); "
                              "onnx: model.onnx for ONNX Runtime; litert: model.tflite for LiteRT (both: token ids "
                              "in, logits out, tokenizer files beside them)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="onnx only: fuse each attention block into ONNX Runtime's com.microsoft.Attention "
+                             "(faster there; the file then needs ONNX Runtime, as optimum's --optimize)")
     common.add_verbose_arg(parser)
     args = parser.parse_args(argv)
+    if args.optimize and args.format != "onnx":
+        parser.error(f"--optimize applies to --format onnx only, not {args.format}")
     common.quiet_libraries(args.verbose)
 
     from tfbert.modeling.saving import load_pretrained, save_pretrained
@@ -66,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         from tfbert.deploy.litert import export_litert
         from tfbert.deploy.onnx import export_onnx
 
-        export = export_onnx if args.format == "onnx" else export_litert
-        path = export(loaded.model, loaded.tokenizer, loaded.config, loaded.label_names, output)
+        if args.format == "onnx":
+            path = export_onnx(loaded.model, loaded.tokenizer, loaded.config, loaded.label_names, output,
+                               optimize=args.optimize)
+        else:
+            path = export_litert(loaded.model, loaded.tokenizer, loaded.config, loaded.label_names, output)
         print(f"{'ONNX' if args.format == 'onnx' else 'LiteRT'} model: {path}")
         print(f"run: tools/predict.py --model {path.parent} \"some text\"")
         return 0

@@ -17,11 +17,11 @@ the first with ``LayerNormalization`` (tf2onnx 1.17 goes up to 18). The pins (tf
 1.31.1, in ``requirements-export.txt``) install beside TF 2.21, protobuf 7 and numpy 2 without
 changing any of them: tf2onnx bounds them from below only.
 
-The file holds standard ONNX ops only; ONNX Runtime fuses GELU with its bias and the attention
-scaling when it loads the model (its default graph optimizations). ONNX Runtime's offline
-transformers optimizer (``model_type="bert"``) finds nothing more to fuse in this graph (none of its
-Attention patterns is tfbert's fused-QKV block), so the export does not run it and stays portable
-to other ONNX runtimes. Every export is checked against the TensorFlow model on two batches
+By default the file holds standard ONNX ops only and runs on any ONNX runtime; ONNX Runtime fuses
+GELU with its bias when it loads the model (its default graph optimizations). ONNX Runtime's
+offline transformers optimizer (``model_type="bert"``) finds nothing more to fuse in this graph
+(none of its Attention patterns is tfbert's fused-QKV block); ``optimize=True``
+(``--optimize``) does that fusion itself (`tfbert.deploy.onnx_fusion`), for ONNX Runtime only. Every export is checked against the TensorFlow model on two batches
 (within 1e-4) before it is written.
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ from tfbert.deploy.artefact import require, token_id_function, write_export
 OPSET = 17
 
 
-def export_onnx(model, tokenizer, config, label_names: list[str], directory: str | Path) -> Path:
+def export_onnx(model, tokenizer, config, label_names: list[str], directory: str | Path,
+                optimize: bool = False) -> Path:
     """Write ``directory/model.onnx`` plus the tokenizer and tfbert's config (atomically).
 
     Args:
@@ -47,6 +48,8 @@ def export_onnx(model, tokenizer, config, label_names: list[str], directory: str
         config: the experiment config (saved beside the model for `tools/predict.py`).
         label_names: label order of the outputs.
         directory: the export directory (replaced only when the export succeeded).
+        optimize: fuse each attention block into ONNX Runtime's ``com.microsoft.Attention``
+            (`tfbert.deploy.onnx_fusion`): faster in ONNX Runtime, which the file then requires.
 
     Returns:
         The path of ``model.onnx``.
@@ -66,9 +69,16 @@ def export_onnx(model, tokenizer, config, label_names: list[str], directory: str
                                              custom_rewriter=list(REWRITERS),
                                              custom_op_handlers={"Erfc": (erfc_handler, [])})
     _name_dynamic_axes(proto)
+    fields = {"input_dtype": "int64", "outputs": outputs, "opset": OPSET}
+    if optimize:
+        from tfbert.deploy.onnx_fusion import fuse_attention
+        from tfbert.modeling.encoder.layers import MASKED
+
+        fields["fused_attention_blocks"] = fuse_attention(proto, masked_value=MASKED)
+        fields["requires"] = "onnxruntime (com.microsoft contrib ops)"
     return write_export("onnx", directory, model, tokenizer, config, label_names, input_names,
                         write=lambda path: onnx.save(proto, str(path)), runner=onnx_runner,
-                        fields={"input_dtype": "int64", "outputs": outputs, "opset": OPSET},
+                        fields=fields,
                         versions={"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__})
 
 

@@ -48,10 +48,11 @@ def unroll_for_pipelining(model: TaskModel, pooling: str) -> TaskModel:
     inputs = model_inputs(names)
     bias = attention_bias(inputs, encoder.compute_dtype)
     hidden = encoder.embeddings(inputs["input_ids"], inputs.get("token_type_ids"))
-    for block in encoder.blocks:
-        hidden = block(hidden, bias)
+    first_token_only = pooling in ("cls", "pooler")  # as `build_sequence_classifier` calls the encoder
+    for i, block in enumerate(encoder.blocks):
+        hidden = block(hidden, bias, first_token_only=first_token_only and i == len(encoder.blocks) - 1)
     shape = tf.shape(inputs["input_ids"])
-    hidden = tf.reshape(hidden, [shape[0], shape[1], encoder.config.hidden_size])
+    hidden = tf.reshape(hidden, [shape[0], 1 if first_token_only else shape[1], encoder.config.hidden_size])
     pooled = apply_pooler(encoder, hidden[:, 0]) if pooling == "pooler" else None
     vector = pool(hidden, pooled, inputs["attention_mask"], pooling)
     logits = classifier(dropout(vector))

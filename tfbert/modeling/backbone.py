@@ -129,10 +129,15 @@ def require_pooler(backbone) -> None:
 
 # ---------------------------------------------------------------- its outputs
 
-def backbone_outputs(backbone, inputs: dict, pooled: bool = False) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
-    """``(last hidden states [b, s, h], pooler output [b, h] or None)`` of the backbone on `inputs`."""
+def backbone_outputs(backbone, inputs: dict, pooled: bool = False,
+                     first_token_only: bool = False) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
+    """``(last hidden states [b, s, h], pooler output [b, h] or None)`` of the backbone on `inputs`.
+
+    `first_token_only`: the caller reads position 0 alone; tfbert's encoder then returns
+    ``[b, 1, h]`` and skips the other positions in its last block (transformers' gives them all).
+    """
     if is_own_encoder(backbone):
-        sequence = backbone(inputs)[LAST_HIDDEN_STATE]
+        sequence = backbone(inputs, first_token_only=first_token_only)[LAST_HIDDEN_STATE]
         return sequence, (apply_pooler(backbone, sequence[:, 0]) if pooled else None)
     outputs = backbone(inputs)
     return outputs.last_hidden_state, (outputs.pooler_output if pooled else None)

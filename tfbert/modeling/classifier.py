@@ -35,7 +35,9 @@ def build_sequence_classifier(
         require_pooler(backbone)
     else:
         freeze_unused_pooler(backbone)
-    hidden, pooled = backbone_outputs(backbone, inputs, pooled=pooling == "pooler")
+    # [CLS] and the pooler read position 0 only: the last block need not compute the others.
+    hidden, pooled = backbone_outputs(backbone, inputs, pooled=pooling == "pooler",
+                                      first_token_only=pooling in ("cls", "pooler"))
     vector = pool(hidden, pooled, inputs["attention_mask"], pooling)
     vector = tf_keras.layers.Dropout(dropout, seed=seed, name="classifier_dropout")(vector)
     # float32 output keeps the softmax and loss stable under mixed precision.

@@ -51,14 +51,24 @@ class TransformerEncoder(tf_keras.layers.Layer):
                 layer.build(None)
         super().build(input_shape)
 
-    def call(self, inputs: dict, training=None) -> dict:
+    def call(self, inputs: dict, training=None, first_token_only: bool = False) -> dict:
+        """``{"last_hidden_state": [b, s, hidden]}``; ``[b, 1, hidden]`` with `first_token_only`.
+
+        `first_token_only` is for heads that read position 0 alone (``[CLS]``, the pooler): the last
+        block then computes that position only (`TransformerBlock.call`), exactly as the full block
+        would, in training and inference. Packed rows (``example_ids``) hold one first token per
+        example, so they always get the whole sequence.
+        """
         ids = inputs["input_ids"]
         bias = attention_bias(inputs, self.compute_dtype)
         x = self.embeddings(ids, inputs.get("token_type_ids"), inputs.get("position_ids"), training=training)
-        for block in self.blocks:
-            x = block(x, bias, training=training)
+        first_token_only = first_token_only and "example_ids" not in inputs
+        for i, block in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            x = block(x, bias, training=training, first_token_only=first_token_only and last)
         shape = tf.shape(ids)
-        return {LAST_HIDDEN_STATE: tf.reshape(x, [shape[0], shape[1], self.config.hidden_size])}
+        length = 1 if first_token_only else shape[1]
+        return {LAST_HIDDEN_STATE: tf.reshape(x, [shape[0], length, self.config.hidden_size])}
 
     def named_weights(self) -> dict[str, tf.Variable]:
         """Every weight under its internal key; blocks' keys carry ``{i}`` filled in (``layer_3/qkv/kernel``)."""

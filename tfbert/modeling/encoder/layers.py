@@ -245,13 +245,22 @@ class TransformerBlock(tf_keras.layers.Layer):
             _build(layer, width)
         super().build(input_shape)
 
-    def call(self, x, bias, training=None):
+    def call(self, x, bias, training=None, first_token_only: bool = False):
+        """`x` ``[b·s, hidden]`` -> ``[b·s, hidden]``, or ``[b, hidden]`` (each row's first token) with
+        `first_token_only`: keys and values still span the whole row, but only the first token's query,
+        output projection and feed-forward are computed. Exact for a last block whose head reads
+        position 0 only (``[CLS]``, the pooler), and about a quarter of that block's work.
+        """
         batch, seq = tf.shape(bias)[0], tf.shape(bias)[-1]
         h, dh = self.num_heads, self.head_size
         qkv = self.qkv(x)
         # [b·s, 3·h·dh] -> [b, 3·h, s, dh]: one transpose for the three heads' layouts.
         qkv = tf.transpose(tf.reshape(qkv, [batch, seq, 3 * h, dh]), [0, 2, 1, 3])
         q, k, v = tf.split(qkv, 3, axis=1)
+        if first_token_only:
+            # A padding bias is [b, 1, 1, s] and serves any number of queries; a packed one is per query.
+            q = q[:, :, :1, :]
+            x = tf.reshape(x, [batch, seq, -1])[:, 0, :]
         scores = tf.matmul(q, k, transpose_b=True) * tf.cast(self.scale, qkv.dtype) + bias
         probs = tf.nn.softmax(scores, axis=-1)
         probs = self.attention_dropout(probs, training=training)
