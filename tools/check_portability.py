@@ -552,12 +552,12 @@ def _expect_close(report: Report, job: dict, check: str, source: str, ours, thei
         return
     diff = float(np.abs(ours - theirs).max()) if ours.size else 0.0
     problems = []
-    if not diff <= tolerance:
-        problems.append(f"probabilities differ by up to {diff:.2e} (> {tolerance:g})")
     labelled = our_labels is not None  # regression has scores only
+    if not diff <= tolerance:
+        problems.append(f"{'probabilities' if labelled else 'scores'} differ by up to {diff:.2e} (> {tolerance:g})")
     if labelled and our_labels != their_labels:
         problems.append("labels differ, " + _first_mismatch(texts, our_labels, their_labels))
-    report.expect(not problems, name, check, f"{source}: max |dp| {diff:.1e}" + (
+    report.expect(not problems, name, check, f"{source}: max |{'dp' if labelled else 'd'}| {diff:.1e}" + (
         "; " + "; ".join(problems) if problems else ", same labels" if labelled else "") + _precision_note(job))
 
 
