@@ -11,7 +11,13 @@ does for a trained model, then times, for one short SST-2-like sentence, medians
 - ``model on ids``: the Keras model alone on the same token ids;
 - ``tokenizer + model (in process)``: the serving module's function before saving;
 - ``serving_default`` / ``serve_token_ids``: the loaded SavedModel's signatures (what a server calls);
-- and the same for a batch of 64 sentences, to show what batching amortises.
+- and the same for a batch of 64 sentences, to show what batching amortises;
+- two variants of the model call that are not what the SavedModel does: compiled with XLA
+  (``jit_compile=True``: one compilation per input shape) and with the variables frozen into
+  constants (``convert_variables_to_constants_v2``: oneDNN may then keep its reordered weights);
+- ``--profile``: the model call on the single sentence under TensorFlow's profiler, its kernels
+  by op type (time each instant split between the threads running a kernel, as
+  `profile_compare.py` does) and the rest of the wall time (executor, dispatch).
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--profile", action="store_true", help="also profile the model call (batch 1)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -77,11 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     tokenize = tf.function(lambda text: graph_tokenizer(text), input_signature=string_spec)
     on_ids = tf.function(lambda features: module.serve_token_ids(features))
     whole = tf.function(lambda text: module.serve_text(text), input_signature=string_spec)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    id_spec = {k: tf.TensorSpec([None, None], tf.int32, name=k) for k in ids_one}
+    xla = tf.function(lambda features: model(features, training=False), jit_compile=True)
+    frozen = convert_variables_to_constants_v2(
+        tf.function(lambda features: model(features, training=False)).get_concrete_function(id_spec))
 
     rows = [("empty tf.function (one string in, shape out)", lambda: empty(one), lambda: empty(batch)),
             ("tokenizer (tensorflow-text ops)", lambda: tokenize(one), lambda: tokenize(batch)),
             ("model on token ids (+ softmax, argmax, label)", lambda: on_ids(ids_one), lambda: on_ids(ids_batch)),
-            ("tokenizer + model, in process", lambda: whole(one), lambda: whole(batch))]
+            ("tokenizer + model, in process", lambda: whole(one), lambda: whole(batch)),
+            ("model on token ids, XLA (not in the SavedModel)", lambda: xla(ids_one), lambda: xla(ids_batch)),
+            ("model on token ids, variables frozen (not in the SavedModel)", lambda: frozen(**ids_one),
+             lambda: frozen(**ids_batch))]
     with tempfile.TemporaryDirectory() as tmp:
         export_saved_model(model, hf_tokenizer, ["neg", "pos"], Path(tmp) / "sm", 128)
         loaded = tf.saved_model.load(str(Path(tmp) / "sm"))
@@ -95,7 +111,37 @@ def main(argv: list[str] | None = None) -> int:
         for name, single, many in rows:
             print(f"| {name} | {_median_ms(single, args.calls):.2f} | {_median_ms(many, max(20, args.calls // 10)):.2f} |",
                   flush=True)
+    if args.profile:
+        profile_model_call(tf, lambda: on_ids(ids_one), calls=50)
     return 0
+
+
+def profile_model_call(tf, call, calls: int) -> None:
+    """Kernel time by op type and the executor's share of one batch-1 model call (TF's profiler)."""
+    import collections
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from profile_compare import attribute, read_xplane
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        walls = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            call()
+            walls.append((time.perf_counter() - start) * 1000.0)
+        tf.profiler.experimental.stop()
+        events = read_xplane(Path(logdir))
+    _, share, busy = attribute(events)
+    by_type: collections.Counter = collections.Counter()
+    for event, ms in zip(events, share):
+        by_type[event[3].split()[0]] += ms
+    wall = sum(walls) / calls
+    print(f"\nmodel on token ids, batch 1, under the profiler ({calls} calls): wall {wall:.2f} ms, kernels "
+          f"{busy / calls:.2f} ms ({len(events) / calls:.0f} kernels per call), the rest {wall - busy / calls:.2f} ms\n")
+    print("| kernel | ms per call |\n|---|---|")
+    for op_type, ms in by_type.most_common(8):
+        print(f"| `{op_type}` | {ms / calls:.3f} |")
 
 
 if __name__ == "__main__":
