@@ -21,8 +21,9 @@ By default the file holds standard ONNX ops only and runs on any ONNX runtime; O
 GELU with its bias when it loads the model (its default graph optimizations). ONNX Runtime's
 offline transformers optimizer (``model_type="bert"``) finds nothing more to fuse in this graph
 (none of its Attention patterns is tfbert's fused-QKV block); ``optimize=True``
-(``--optimize``) does that fusion itself (`tfbert.deploy.onnx_fusion`), for ONNX Runtime only. Every export is checked against the TensorFlow model on two batches
-(within 1e-4) before it is written.
+(``--optimize``) does that fusion itself (`tfbert.deploy.onnx_fusion`), for ONNX Runtime only.
+Every export is checked against the TensorFlow model on two batches (within 1e-4) before it is
+written.
 """
 from __future__ import annotations
 
@@ -74,8 +75,12 @@ def export_onnx(model, tokenizer, config, label_names: list[str], directory: str
         from tfbert.deploy.onnx_fusion import fuse_attention
         from tfbert.modeling.encoder.layers import MASKED
 
-        fields["fused_attention_blocks"] = fuse_attention(proto, masked_value=MASKED)
-        fields["requires"] = "onnxruntime (com.microsoft contrib ops)"
+        fields["fused_attention_blocks"] = fused = fuse_attention(proto, masked_value=MASKED)
+        if fused:
+            fields["requires"] = "onnxruntime (com.microsoft contrib ops)"
+        else:  # transformers' TF encoders (model.backbone: transformers) spell attention differently
+            logging.getLogger(__name__).warning("--optimize: no attention block of tfbert's encoder found; "
+                                                "the export holds standard ONNX ops only")
     return write_export("onnx", directory, model, tokenizer, config, label_names, input_names,
                         write=lambda path: onnx.save(proto, str(path)), runner=onnx_runner,
                         fields=fields,

@@ -133,8 +133,7 @@ def _match_block(g: _Graph, split, mask_input: str) -> Optional[dict[str, Any]]:
     if out is None or head_size <= 0 or hidden % head_size:
         return None
     return {"input": matmul.input[0], "weights": matmul.input[1], "bias": bias_add.input[1] if bias_add else None,
-            "hidden": hidden,
-            "heads": hidden // head_size, "scale": float(scale.reshape(())), "output": out}
+            "hidden": hidden, "heads": hidden // head_size, "scale": float(scale.reshape(())), "output": out}
 
 
 def fuse_attention(model, mask_input: str = "attention_mask", masked_value: float = -10000.0) -> int:

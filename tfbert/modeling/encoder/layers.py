@@ -249,7 +249,7 @@ class TransformerBlock(tf_keras.layers.Layer):
         """`x` ``[b·s, hidden]`` -> ``[b·s, hidden]``, or ``[b, hidden]`` (each row's first token) with
         `first_token_only`: keys and values still span the whole row, but only the first token's query,
         output projection and feed-forward are computed. Exact for a last block whose head reads
-        position 0 only (``[CLS]``, the pooler), and about a quarter of that block's work.
+        position 0 only (``[CLS]``, the pooler); about three quarters of the block's work is skipped.
         """
         batch, seq = tf.shape(bias)[0], tf.shape(bias)[-1]
         h, dh = self.num_heads, self.head_size
