@@ -880,7 +880,7 @@ def report(args, shape, peak, table, ratios, inference, skipped, versions, comma
                   "TensorFlow imported); transformers' PyTorch "
                   "`pipeline(\"text-classification\")` on the same weights. Tokenization included everywhere; "
                   f"{args.latency_texts} single texts for latency, {args.throughput_texts} texts in batches of 64 "
-                  f"for throughput and accuracy; servers interleaved, {args.infer_runs or args.runs} runs each (a fresh "
+                  f"for throughput and accuracy; servers interleaved, {args.infer_runs} runs each (a fresh "
                   "process per server and run), medians over runs:", "",
                   "| server | batch-1 p50 (ms) | batch-1 p95 (ms) | batch-64 throughput (examples/s) | accuracy "
                   "| peak RSS (MiB) |",
@@ -1079,6 +1079,7 @@ def main(argv=None) -> int:
     if args.contenders is None:
         args.contenders = SMOKE_CONTENDERS if args.smoke else CONTENDERS
     args.examples = args.examples or args.steps * args.batch_size
+    args.infer_runs = args.infer_runs or args.runs
     args.chart = not args.no_doc
     args.latency_texts = min(200, args.infer_texts)
     args.throughput_texts = args.infer_texts
@@ -1187,8 +1188,7 @@ def run_inference(args, spec: dict, workdir: Path, export_dir: str, pt_dir: str,
             print(f"[fail] onnx-export: {exc}", flush=True)
     servers += deploy_servers(args, spec, workdir, skipped)
     inference: dict[str, list] = {}
-    runs = args.infer_runs or args.runs
-    for run in range(runs):
+    for run in range(args.infer_runs):
         for name in list(servers):
             try:
                 res = run_worker(name, spec, workdir, args.timeout)
@@ -1202,7 +1202,7 @@ def run_inference(args, spec: dict, workdir: Path, export_dir: str, pt_dir: str,
             if "versions" in res:
                 versions.setdefault("inference", {}).update(res.pop("versions"))
             inference.setdefault(name, []).append(res)
-            print(f"[infer {run + 1}/{runs}] {name}: p50 {res['latency_p50_ms']:.2f} ms, "
+            print(f"[infer {run + 1}/{args.infer_runs}] {name}: p50 {res['latency_p50_ms']:.2f} ms, "
                   f"p95 {res['latency_p95_ms']:.2f} ms, {res['throughput_ex_s']:.1f} ex/s (batch 64), "
                   f"accuracy {res.get('accuracy', float('nan')):.4f}", flush=True)
     return inference

@@ -27,7 +27,7 @@ WORKERS=${TEST_WORKERS:-2}
 # One compute thread per TensorFlow (and torch) process: with a worker per core, pools as wide as
 # the machine in every worker and in the tools they start oversubscribe the cores, and the idle
 # threads' spinning takes time from the other worker. Set the variables to override.
-if [ "$WORKERS" != 0 ] && [ "$WORKERS" -ge 2 ]; then
+if [ "$WORKERS" -ge 2 ]; then
   export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 fi
 # --no-loadscope-reorder: files go out in the order tests/conftest.py gives them (longest first).

@@ -74,6 +74,8 @@ AUTO_CLASS = {"sequence_classification": "AutoModelForSequenceClassification",
               "question_answering": "AutoModelForQuestionAnswering"}
 #: one output row per text (or pair): classification, multi-label, regression
 SEQUENCE_TASKS = ("sequence_classification", "multi_label_classification", "text_regression")
+#: the text-classification pipeline's ``function_to_apply`` per task (softmax, its default, otherwise)
+PIPELINE_ACTIVATION = {"multi_label_classification": "sigmoid", "text_regression": "none"}
 
 # Used only where ../shared/data is absent (a clone without the shared data sets).
 FALLBACK_SENTENCES = ["Sarah flew from Paris to New York with Air France on Monday",
@@ -163,7 +165,7 @@ def _work(job: dict, out: dict, np, transformers) -> None:
         logits = model(**encoded).logits
         out["auto"] = {"logits": logits.float().numpy().tolist(),
                        "id2label": {str(k): v for k, v in model.config.id2label.items()}}
-        apply = {"multi_label_classification": "sigmoid", "text_regression": "none"}.get(task)
+        apply = PIPELINE_ACTIVATION.get(task)
         pipe = transformers.pipeline("text-classification", model=model_dir, device="cpu")
         texts = job["inputs"][0] if len(job["inputs"]) == 1 else [
             {"text": a, "text_pair": b} for a, b in zip(*job["inputs"])]
@@ -495,10 +497,7 @@ def _check_float32_weights(report: Report, job: dict, result: dict, np, tf) -> N
 
 def _compare_classification(report: Report, job: dict, result: dict, serve, np, tf) -> None:
     name, multi = job["run"], job["task"] == "multi_label_classification"
-    inputs = {"text": tf.constant(job["inputs"][0])}
-    if len(job["inputs"]) == 2:
-        inputs["text_pair"] = tf.constant(job["inputs"][1])
-    ours = {k: v.numpy() for k, v in serve(**inputs).items()}
+    ours = _serve_texts(job, serve, tf)
     probs = ours["probabilities"].astype(np.float64)
     names = json.loads((Path(job["saved_model"]) / SERVING_INFO).read_text(encoding="utf-8"))["labels"]
     texts = job["inputs"][0]
@@ -515,21 +514,17 @@ def _compare_classification(report: Report, job: dict, result: dict, serve, np, 
             return [names[j] for j in p.argmax(-1)]
 
     what = "sigmoid" if multi else "softmax"
-    head = "" if job["head"] == "transformers" else f" (backbone + {HEAD_FILE}, pooling {job['pooling']})"
-    auto_class = AUTO_CLASS[job["task"]] if job["head"] == "transformers" else "AutoModel"
     logits = np.asarray(result["auto"]["logits"])
     theirs = _sigmoid(np, logits) if multi else _softmax(np, logits)
     if "id2label" in result["auto"]:
         id2label = [result["auto"]["id2label"][str(i)] for i in range(len(names))]
         if id2label != names:
-            report.add("FAIL", name, auto_class,
+            report.add("FAIL", name, _model_check(job),
                        f"config.json id2label {id2label} differs from the SavedModel's {names}")
             return
-    _expect_close(report, job, auto_class + head, f"{job['source']}, {what}", probs, theirs,
+    _expect_close(report, job, _model_check(job), f"{job['source']}, {what}", probs, theirs,
                   our_labels, labels_of(theirs), texts)
-    if job["head"] != "transformers":
-        report.add("SKIP", name, "pipeline(text-classification)", f"pooling {job['pooling']} has no transformers "
-                   "class; the pipeline would add an untrained head (the model card says so)")
+    if _pipeline_skipped(report, job):
         return
     rows = result["pipeline"]
     if any(set(row) != set(names) for row in rows):
@@ -537,9 +532,37 @@ def _compare_classification(report: Report, job: dict, result: dict, serve, np, 
                    f"labels {sorted(rows[0])} differ from the SavedModel's {names}")
         return
     piped = np.array([[row[n] for n in names] for row in rows])
-    options = "top_k=None" + (", function_to_apply='sigmoid'" if multi else "")
-    _expect_close(report, job, f"pipeline(text-classification, {options})", job["source"], probs, piped,
-                  our_labels, labels_of(piped), texts)
+    _expect_close(report, job, _pipeline_check(job), job["source"], probs, piped, our_labels, labels_of(piped), texts)
+
+
+def _serve_texts(job: dict, serve, tf) -> dict:
+    """The SavedModel's raw-text signature on the job's texts (and pairs), as numpy arrays."""
+    inputs = {"text": tf.constant(job["inputs"][0])}
+    if len(job["inputs"]) == 2:
+        inputs["text_pair"] = tf.constant(job["inputs"][1])
+    return {k: v.numpy() for k, v in serve(**inputs).items()}
+
+
+def _model_check(job: dict) -> str:
+    """The check's name for the model itself: its Auto class, or AutoModel + tfbert's head file."""
+    if job["head"] == "transformers":
+        return AUTO_CLASS[job["task"]]
+    return f"AutoModel (backbone + {HEAD_FILE}, pooling {job['pooling']})"
+
+
+def _pipeline_check(job: dict) -> str:
+    """The check's name for the text-classification pipeline, with the options it ran with."""
+    apply = PIPELINE_ACTIVATION.get(job["task"])
+    return "pipeline(text-classification, top_k=None" + (f", function_to_apply='{apply}')" if apply else ")")
+
+
+def _pipeline_skipped(report: Report, job: dict) -> bool:
+    """A head without a transformers class has no pipeline to check: report the skip and say so."""
+    if job["head"] == "transformers":
+        return False
+    report.add("SKIP", job["run"], "pipeline(text-classification)", f"pooling {job['pooling']} has no transformers "
+               "class; the pipeline would add an untrained head (the model card says so)")
+    return True
 
 
 def _expect_close(report: Report, job: dict, check: str, source: str, ours, theirs, our_labels, their_labels,
@@ -564,28 +587,20 @@ def _expect_close(report: Report, job: dict, check: str, source: str, ours, thei
 def _compare_regression(report: Report, job: dict, result: dict, serve, np, tf) -> None:
     """The SavedModel's ``score`` against the model's one logit and the pipeline's score (no activation)."""
     name, texts = job["run"], job["inputs"][0]
-    inputs = {"text": tf.constant(texts)}
-    if len(job["inputs"]) == 2:
-        inputs["text_pair"] = tf.constant(job["inputs"][1])
-    ours = serve(**inputs)["score"].numpy().astype(np.float64)
+    ours = _serve_texts(job, serve, tf)["score"].astype(np.float64)
     theirs = np.asarray(result["auto"]["logits"], np.float64)
     if theirs.ndim != 2 or theirs.shape[1] != 1:
         report.add("FAIL", name, "logits", f"shape {theirs.shape}, not one score per text")
         return
-    head = "" if job["head"] == "transformers" else f" (backbone + {HEAD_FILE}, pooling {job['pooling']})"
-    auto_class = AUTO_CLASS[job["task"]] if job["head"] == "transformers" else "AutoModel"
-    _expect_close(report, job, auto_class + head, f"{job['source']}, scores", ours, theirs[:, 0], None, None, texts)
-    if job["head"] != "transformers":
-        report.add("SKIP", name, "pipeline(text-classification)", f"pooling {job['pooling']} has no transformers "
-                   "class; the pipeline would add an untrained head (the model card says so)")
+    _expect_close(report, job, _model_check(job), f"{job['source']}, scores", ours, theirs[:, 0], None, None, texts)
+    if _pipeline_skipped(report, job):
         return
     rows = result["pipeline"]
     if any(len(row) != 1 for row in rows):
         report.add("FAIL", name, "pipeline(text-classification)", f"{len(rows[0])} outputs per text, not one score")
         return
     piped = np.array([next(iter(row.values())) for row in rows], np.float64)
-    _expect_close(report, job, "pipeline(text-classification, top_k=None, function_to_apply='none')",
-                  f"{job['source']}, scores", ours, piped, None, None, texts)
+    _expect_close(report, job, _pipeline_check(job), f"{job['source']}, scores", ours, piped, None, None, texts)
 
 
 def _token_id_inputs(signature, ids: dict, tf) -> dict:

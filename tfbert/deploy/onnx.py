@@ -73,9 +73,8 @@ def export_onnx(model, tokenizer, config, label_names: list[str], directory: str
     fields = {"input_dtype": "int64", "outputs": outputs, "opset": OPSET}
     if optimize:
         from tfbert.deploy.onnx_fusion import fuse_attention
-        from tfbert.modeling.encoder.layers import MASKED
 
-        fields["fused_attention_blocks"] = fused = fuse_attention(proto, masked_value=MASKED)
+        fields["fused_attention_blocks"] = fused = fuse_attention(proto)
         if fused:
             fields["requires"] = "onnxruntime (com.microsoft contrib ops)"
         else:  # transformers' TF encoders (model.backbone: transformers) spell attention differently

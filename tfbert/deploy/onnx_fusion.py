@@ -42,6 +42,7 @@ class _Graph:
         for node in graph.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
+        self._sources: dict[str, frozenset[str]] = {}
 
     def const(self, name: str) -> Optional[np.ndarray]:
         """The value of tensor `name` when it is an initializer or a Constant node's output, else None."""
@@ -63,18 +64,17 @@ class _Graph:
         nodes = self.consumers.get(name, [])
         return nodes[0] if len(nodes) == 1 and nodes[0].op_type == op_type else None
 
-    def ancestors(self, name: str) -> set[str]:
-        """Every tensor and graph input `name` is computed from."""
-        seen, stack = set(), [name]
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            node = self.producer.get(current)
-            if node is not None:
-                stack.extend(node.input)
-        return seen
+    def sources(self, name: str) -> frozenset[str]:
+        """The graph inputs and initializers tensor `name` is computed from (cached: every block shares one mask)."""
+        if name not in self._sources:
+            seen, stack = set(), [name]
+            while stack:
+                current = stack.pop()
+                if current and current not in seen:
+                    seen.add(current)
+                    stack.extend(self.producer[current].input if current in self.producer else ())
+            self._sources[name] = frozenset(n for n in seen if n not in self.producer)
+        return self._sources[name]
 
 
 def _attribute(node, name: str) -> Any:
@@ -117,7 +117,7 @@ def _match_block(g: _Graph, split, mask_input: str) -> Optional[dict[str, Any]]:
     if scale is None or scale.size != 1 or masked is None or masked.input[0] != scaled.output[0]:
         return None
     # The additive mask must come from the attention_mask input alone (a padding mask, not packing).
-    mask_sources = {name for name in g.ancestors(masked.input[1]) if name and name not in g.producer}
+    mask_sources = g.sources(masked.input[1])
     if mask_input not in mask_sources or any(name != mask_input and g.const(name) is None for name in mask_sources):
         return None
     softmax = g.only_consumer(masked.output[0], "Softmax")
@@ -136,16 +136,20 @@ def _match_block(g: _Graph, split, mask_input: str) -> Optional[dict[str, Any]]:
             "hidden": hidden, "heads": hidden // head_size, "scale": float(scale.reshape(())), "output": out}
 
 
-def fuse_attention(model, mask_input: str = "attention_mask", masked_value: float = -10000.0) -> int:
+def fuse_attention(model, mask_input: str = "attention_mask", masked_value: Optional[float] = None) -> int:
     """Replace every tfbert self-attention block of ONNX `model` (a ModelProto, changed in place) by
     ``com.microsoft.Attention``; return how many were replaced.
 
     Args:
         model: the exported ModelProto (flattened ``[tokens, d]`` activations, as tfbert's encoder has).
         mask_input: the graph input holding the padding mask (1 keep, 0 mask).
-        masked_value: what the encoder adds to masked scores (`tfbert.modeling.encoder.layers.MASKED`).
+        masked_value: what the encoder adds to masked scores (default: the encoder's own,
+            `tfbert.modeling.encoder.layers.MASKED`).
     """
     from onnx import TensorProto, helper, numpy_helper
+
+    if masked_value is None:
+        from tfbert.modeling.encoder.layers import MASKED as masked_value
 
     graph = model.graph
     if mask_input not in {value.name for value in graph.input}:
@@ -155,56 +159,46 @@ def fuse_attention(model, mask_input: str = "attention_mask", masked_value: floa
     if not blocks:
         return 0
     prefix = "tfbert_fused_attention"
-    new_nodes = [
+    # From the mask input alone, so first in the graph: the int32 mask and [batch, sequence, d] (Attention
+    # takes rank-3 input where tfbert's encoder has [tokens, d]).
+    for node in reversed([
         helper.make_node("Cast", [mask_input], [f"{prefix}/mask_index"], to=TensorProto.INT32),
-        # [tokens, d] -> [batch, sequence, d]: Attention takes rank-3 input; batch and sequence from the mask.
         helper.make_node("Shape", [mask_input], [f"{prefix}/batch_sequence"]),
         helper.make_node("Concat", [f"{prefix}/batch_sequence", f"{prefix}/hidden"], [f"{prefix}/bsd"], axis=0),
-    ]
+    ]):
+        graph.node.insert(0, node)
     graph.initializer.append(numpy_helper.from_array(np.array([blocks[0]["hidden"]], np.int64), f"{prefix}/hidden"))
     for i, block in enumerate(blocks):
         name = f"{prefix}/layer_{i}"
         if block["bias"] is None:
             block["bias"] = f"{name}/zero_bias"
             graph.initializer.append(numpy_helper.from_array(np.zeros(3 * block["hidden"], np.float32), block["bias"]))
-        new_nodes += [
-            helper.make_node("Reshape", [block["input"], f"{prefix}/bsd"], [f"{name}/input"], name=f"{name}/Reshape"),
-            helper.make_node("Attention", [f"{name}/input", block["weights"], block["bias"], f"{prefix}/mask_index"],
-                             [f"{name}/context"], name=f"{name}/Attention", domain=MS_DOMAIN,
-                             num_heads=block["heads"], scale=block["scale"], mask_filter_value=masked_value),
-        ]
-        # The block's final Reshape ([batch, sequence, d] -> [tokens, d]) now reads the fused context.
+        # Just before the block's final Reshape ([batch, sequence, d] -> [tokens, d]), which now reads the
+        # fused context: the graph stays in topological order, and the replaced nodes lose their users.
+        at = list(graph.node).index(block["output"])
+        graph.node.insert(at, helper.make_node(
+            "Attention", [f"{name}/input", block["weights"], block["bias"], f"{prefix}/mask_index"],
+            [f"{name}/context"], name=f"{name}/Attention", domain=MS_DOMAIN,
+            num_heads=block["heads"], scale=block["scale"], mask_filter_value=masked_value))
+        graph.node.insert(at, helper.make_node("Reshape", [block["input"], f"{prefix}/bsd"], [f"{name}/input"],
+                                               name=f"{name}/Reshape"))
         block["output"].input[0] = f"{name}/context"
-    graph.node.extend(new_nodes)
-    _prune_and_sort(graph)
+    _remove_unused(graph)
     if not any(opset.domain == MS_DOMAIN for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     return len(blocks)
 
 
-def _prune_and_sort(graph) -> None:
-    """Keep only the nodes and initializers the outputs need, in topological order (ONNX requires it)."""
-    producer = {name: node for node in graph.node for name in node.output}
-    order, seen = [], set()
-    for output in graph.output:
-        stack = [(output.name, False)]
-        while stack:
-            name, expanded = stack.pop()
-            node = producer.get(name)
-            if node is None:
-                continue
-            if expanded:
-                if id(node) not in seen:
-                    seen.add(id(node))
-                    order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            stack.append((name, True))
-            stack.extend((i, False) for i in reversed(node.input) if i)
-    used = {name for node in order for name in node.input}
-    initializers = [t for t in graph.initializer if t.name in used]
+def _remove_unused(graph) -> None:
+    """Drop the nodes and initializers no graph output needs (one backward sweep: nodes are in topological order)."""
+    needed = {output.name for output in graph.output}
+    kept = []
+    for node in reversed(list(graph.node)):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    initializers = [t for t in graph.initializer if t.name in needed]
     del graph.node[:]
-    graph.node.extend(order)
+    graph.node.extend(reversed(kept))
     del graph.initializer[:]
     graph.initializer.extend(initializers)

@@ -14,11 +14,9 @@ import bisect
 import weakref
 from dataclasses import dataclass
 
-import tensorflow as tf
-
 from tfbert.errors import ConfigError
 from tfbert.modeling.backbone import apply_pooler, find_backbone, is_own_encoder, model_inputs
-from tfbert.modeling.classifier import pool
+from tfbert.modeling.classifier import pool, reads_first_token_only
 from tfbert.modeling.encoder.layers import attention_bias
 from tfbert.modeling.task_model import TaskModel
 
@@ -48,11 +46,10 @@ def unroll_for_pipelining(model: TaskModel, pooling: str) -> TaskModel:
     inputs = model_inputs(names)
     bias = attention_bias(inputs, encoder.compute_dtype)
     hidden = encoder.embeddings(inputs["input_ids"], inputs.get("token_type_ids"))
-    first_token_only = pooling in ("cls", "pooler")  # as `build_sequence_classifier` calls the encoder
-    for i, block in enumerate(encoder.blocks):
-        hidden = block(hidden, bias, first_token_only=first_token_only and i == len(encoder.blocks) - 1)
-    shape = tf.shape(inputs["input_ids"])
-    hidden = tf.reshape(hidden, [shape[0], 1 if first_token_only else shape[1], encoder.config.hidden_size])
+    first_token_only = reads_first_token_only(pooling)  # as `build_sequence_classifier` calls the encoder
+    for block in encoder.blocks:
+        hidden = block(hidden, bias, first_token_only=first_token_only and block is encoder.blocks[-1])
+    hidden = encoder.sequence(hidden, inputs["input_ids"], first_token_only)
     pooled = apply_pooler(encoder, hidden[:, 0]) if pooling == "pooler" else None
     vector = pool(hidden, pooled, inputs["attention_mask"], pooling)
     logits = classifier(dropout(vector))

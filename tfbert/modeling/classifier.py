@@ -10,6 +10,11 @@ from tfbert.modeling.backbone import (
 from tfbert.modeling.task_model import TaskModel
 
 
+def reads_first_token_only(pooling: str) -> bool:
+    """Whether the head reads position 0 alone ([CLS], the pooler), so the encoder's last block may skip the rest."""
+    return pooling in ("cls", "pooler")
+
+
 def pool(hidden: tf.Tensor, pooled, attention_mask, pooling: str) -> tf.Tensor:
     """The sentence vector: [CLS] hidden state, the pooler's output (`pooled`), or a masked mean."""
     if pooling == "cls":
@@ -35,9 +40,8 @@ def build_sequence_classifier(
         require_pooler(backbone)
     else:
         freeze_unused_pooler(backbone)
-    # [CLS] and the pooler read position 0 only: the last block need not compute the others.
     hidden, pooled = backbone_outputs(backbone, inputs, pooled=pooling == "pooler",
-                                      first_token_only=pooling in ("cls", "pooler"))
+                                      first_token_only=reads_first_token_only(pooling))
     vector = pool(hidden, pooled, inputs["attention_mask"], pooling)
     vector = tf_keras.layers.Dropout(dropout, seed=seed, name="classifier_dropout")(vector)
     # float32 output keeps the softmax and loss stable under mixed precision.

@@ -63,12 +63,14 @@ class TransformerEncoder(tf_keras.layers.Layer):
         bias = attention_bias(inputs, self.compute_dtype)
         x = self.embeddings(ids, inputs.get("token_type_ids"), inputs.get("position_ids"), training=training)
         first_token_only = first_token_only and "example_ids" not in inputs
-        for i, block in enumerate(self.blocks):
-            last = i == len(self.blocks) - 1
-            x = block(x, bias, training=training, first_token_only=first_token_only and last)
-        shape = tf.shape(ids)
-        length = 1 if first_token_only else shape[1]
-        return {LAST_HIDDEN_STATE: tf.reshape(x, [shape[0], length, self.config.hidden_size])}
+        for block in self.blocks:
+            x = block(x, bias, training=training, first_token_only=first_token_only and block is self.blocks[-1])
+        return {LAST_HIDDEN_STATE: self.sequence(x, ids, first_token_only)}
+
+    def sequence(self, x: tf.Tensor, input_ids: tf.Tensor, first_token_only: bool = False) -> tf.Tensor:
+        """The last block's rows as ``[b, s, hidden]`` (``[b, 1, hidden]`` when it computed first tokens only)."""
+        shape = tf.shape(input_ids)
+        return tf.reshape(x, [shape[0], 1 if first_token_only else shape[1], self.config.hidden_size])
 
     def named_weights(self) -> dict[str, tf.Variable]:
         """Every weight under its internal key; blocks' keys carry ``{i}`` filled in (``layer_3/qkv/kernel``)."""
