@@ -129,7 +129,8 @@ def test_interrupted_training_keeps_finished_checkpoints(tiny_config):
     experiment = build_experiment(tiny_config("training.num_train_epochs=3"))
     with pytest.raises(KeyboardInterrupt):
         experiment.fit(callbacks=experiment.callbacks() + [Interrupt()])
-    from tfbert.training.backup import list_backups, read_state
+    from tfbert.rundir import read_state
+    from tfbert.training.backup import list_backups
 
     backups = list_backups(experiment.output_dir)
     assert len(backups) == 1 and read_state(backups[0])["epoch"] == 1  # the end of epoch 1, complete
@@ -148,7 +149,8 @@ def test_tools_script_exit_code_in_a_real_process(tmp_path):
 
 
 def test_help_and_config_errors_never_import_tensorflow(tmp_path):
-    """Every tool's --help, and train's config errors, answer before TensorFlow, tf_keras or transformers load."""
+    """Every tool's --help, and train's config errors and refused output directories, answer before
+    TensorFlow, tf_keras or transformers load."""
     code = (
         "import runpy, sys\n"
         "tool, args = sys.argv[1], sys.argv[2:]\n"
@@ -163,7 +165,12 @@ def test_help_and_config_errors_never_import_tensorflow(tmp_path):
     bad.write_text("training:\n  epochs: 3\n")
     runs = [(tool, ["--help"], "0") for tool in
             ("train", "evaluate", "export", "predict", "search", "make_tfrecords", "report")]
-    runs += [("train", ["--config", str(bad)], "2"), ("train", ["--set", "optimizer.learning_rate=-1"], "2")]
+    finished = tmp_path / "finished"  # a finished run's directory: refused from its files alone
+    finished.mkdir()
+    (finished / "config.yaml").write_text("{}\n")
+    (finished / "run_summary.json").write_text("{}\n")
+    runs += [("train", ["--config", str(bad)], "2"), ("train", ["--set", "optimizer.learning_rate=-1"], "2"),
+             ("train", ["--set", f"training.output_dir={finished}"], "2")]
     for tool, args, status in runs:
         result = subprocess.run([sys.executable, "-c", code, str(ROOT / "tools" / f"{tool}.py"), *args],
                                 capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -101,11 +101,15 @@ def test_token_id_signature_matches(exported):
 
     experiment, path = exported
     enc = experiment.tokenizer(TEXTS[:4], truncation=True, max_length=48, padding=True, return_tensors="np")
-    serve = load_saved_model(path).signatures[SIGNATURE_IDS]
-    out = serve(**{k: tf.constant(enc[k].astype(np.int32)) for k in experiment.model.input_names})
+    loaded = load_saved_model(path)
+    out = loaded.signatures[SIGNATURE_IDS](**{k: tf.constant(enc[k].astype(np.int32))
+                                              for k in experiment.model.input_names})
     np.testing.assert_allclose(out["probabilities"].numpy(), python_side_probabilities(experiment, TEXTS[:4]),
                                atol=1e-4)
     assert (path / "assets.extra" / "labels.txt").read_text().split() == experiment.label_names
+    # The export holds the signatures and the model's weights once, not the Keras model's object graph.
+    assert not hasattr(loaded, "model")
+    assert sorted(v.name for v in loaded.model_variables) == sorted(v.name for v in experiment.model.variables)
 
 
 def test_pair_task_serves_string_pairs(tiny_model_dir, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, write_spam_tsv
+from tfbert.rundir import read_state
 
 TOLERANCE = 1e-5
 EPOCHS = 3
@@ -169,7 +170,7 @@ def test_finished_run_refuses_and_changed_config_refuses(recipe, reference):
 
 
 def test_config_differences_ignore_where_and_how_a_run_reports(tiny_config):
-    from tfbert.run.trainer import config_differences
+    from tfbert.run.start import config_differences
 
     a = tiny_config()
     b = tiny_config("training.output_dir=/elsewhere", "training.verbose=2", "training.save_steps=7",
@@ -181,7 +182,7 @@ def test_config_differences_ignore_where_and_how_a_run_reports(tiny_config):
 
 def test_unfinished_run_without_backup_starts_again_and_foreign_dirs_are_refused(tiny_config, tmp_path):
     from tfbert.errors import ConfigError
-    from tfbert.run.trainer import plan_start
+    from tfbert.run.start import plan_start
 
     config = tiny_config()
     out = Path(config.training.output_dir)
@@ -225,7 +226,7 @@ def test_disk_full_during_a_backup_is_one_line_and_keeps_the_last_good_backup(ti
                    f"good backup is {out}/checkpoints/step-4; free space and rerun the same command to resume"]
     assert [p.name for p in backup.list_backups(out)] == ["step-2", "step-4"]
     assert not list((out / "checkpoints").glob(".*"))
-    assert backup.read_state(out / "checkpoints" / "step-4")["global_step"] == 4
+    assert read_state(out / "checkpoints" / "step-4")["global_step"] == 4
 
 
 def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_backup(tiny_config, monkeypatch, capsys):
@@ -233,7 +234,6 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_backup(tiny_config,
 
     from tfbert.cli import common
     from tfbert.tasks.sequence_classification import task as sequence_classification
-    from tfbert.training import backup
     from tfbert.run.trainer import train
 
     config = tiny_config("training.save_steps=1", "export.at_end=false")
@@ -259,7 +259,7 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_backup(tiny_config,
     assert code == 2 and len(err) == 1 and "Traceback" not in stderr
     assert err[0].startswith(f"error: training loss became nan at step 4 (epoch 1, batch 4); last good backup: "
                              f"{out}/checkpoints/step-3; try a lower optimizer.learning_rate")
-    assert backup.read_state(out / "checkpoints" / "step-3")["global_step"] == 3
+    assert read_state(out / "checkpoints" / "step-3")["global_step"] == 3
 
 
 def test_float16_overflow_is_absorbed_by_the_loss_scale(tiny_config, monkeypatch):

@@ -21,7 +21,8 @@ def test_train_writes_a_complete_run(tiny_config):
     from pathlib import Path
     out = Path(out)
     # the last N backups kept (the newest at the last update), plus the best epoch's checkpoint
-    from tfbert.training.backup import list_backups, read_state
+    from tfbert.rundir import read_state
+    from tfbert.training.backup import list_backups
     backups = list_backups(out)
     assert len(backups) == 2 and read_state(backups[-1])["global_step"] == read_state(backups[-1])["total_steps"]
     assert len(list((out / "checkpoints" / "best").glob("ckpt-*.index"))) == 1

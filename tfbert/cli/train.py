@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     from tfbert.config import load_config
 
     config = load_config(args.config, args.overrides)  # a config error stops here, before TensorFlow loads
+    from tfbert.run.start import plan_start
+
+    plan_start(config, resolved=False)  # and so does a refused output directory (a finished run, another config)
     common.quiet_libraries()
     from tfbert.run.trainer import train
 

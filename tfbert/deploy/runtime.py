@@ -28,6 +28,9 @@ class RuntimeModel:
             dict, as the Keras model returns them.
     """
 
+    #: no TensorFlow variables: the weights live in the ONNX or LiteRT file (a serving module tracks a model's variables)
+    variables: tuple = ()
+
     def __init__(self, run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], input_names: list[str],
                  outputs: list[str]):
         self.run = run

@@ -78,7 +78,11 @@ class ServingModule(tf.Module, abc.ABC):
         super().__init__(name=f"tfbert_{config.task.type}")
         #: the ``task.type`` recorded in the export (`SERVING_INFO`)
         self.task_type = config.task.type
-        self.model = model
+        # The Keras model stays out of the SavedModel's object graph (a plain attribute): tracked, it
+        # makes `tf.saved_model.save` trace every layer for Keras metadata no server reads. The
+        # signatures need only its variables, tracked here.
+        object.__setattr__(self, "model", model)
+        self.model_variables = list(model.variables)
         self.tokenizer = GraphBertTokenizer.from_hf_tokenizer(hf_tokenizer, config.data.max_seq_length)
         self.input_names = served_input_names(hf_tokenizer, model)
         self.labels = list(label_names)

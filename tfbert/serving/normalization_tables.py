@@ -3,24 +3,48 @@
 `GraphBertTokenizer` reproduces the normalizer and pre-tokenizer character by character: which
 characters are deleted, which are replaced (accents, case), which split words (whitespace,
 punctuation, CJK). Rather than restate Unicode rules, the tables are measured by running the
-installed `tokenizers` library over every code point once (cached per process). Also here: the
-special-token templates read from a tokenizer's post-processor.
+installed `tokenizers` library over every code point. Measuring takes seconds, so the tables are
+kept per process and as JSON in tfbert's cache (``$TFBERT_CACHE/unicode-tables/tokenizers-<version>``:
+they change only with the `tokenizers` release). Also here: the special-token templates read from a
+tokenizer's post-processor.
 """
 from __future__ import annotations
 
 import functools
 import json
 import re
-from typing import Any, Mapping, Sequence
-
+from typing import Any, Callable, Mapping, Sequence
 
 from tfbert.errors import ModelError
+from tfbert.utils.files import cache_dir, write_text
 
 _MAX_CODE_POINT = 0x10FFFF
 
 
 # ----------------------------------------------------------------------------------------------
 # Character tables measured from the `tokenizers` library.
+
+
+def _freeze(value: Any) -> Any:
+    """JSON lists back into the tuples the tables are made of."""
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _measured(name: str, measure: Callable[[], Any]) -> Any:
+    """`measure()`, read from or written to the cache file `name` of the installed `tokenizers`."""
+    import tokenizers
+
+    path = cache_dir("unicode-tables", f"tokenizers-{tokenizers.__version__}", f"{name}.json")
+    try:
+        return _freeze(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass  # absent or unreadable: measure again
+    value = measure()
+    try:
+        write_text(path, json.dumps(value, separators=(",", ":")))
+    except OSError:
+        pass  # a read-only cache costs the measuring next time, nothing else
+    return value
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,6 +75,12 @@ def _normalizer_tables(
     clean_text: bool, handle_chinese_chars: bool, strip_accents: bool, lowercase: bool
 ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, str], ...], tuple[int, ...]]:
     """(deleted code point ranges, sorted per-character replacements, padded CJK code points)."""
+    flags = "-".join(str(f).lower() for f in (clean_text, handle_chinese_chars, strip_accents, lowercase))
+    return _measured(f"bert-normalizer-{flags}", lambda: _measure_normalizer(
+        clean_text, handle_chinese_chars, strip_accents, lowercase))
+
+
+def _measure_normalizer(clean_text: bool, handle_chinese_chars: bool, strip_accents: bool, lowercase: bool):
     from tokenizers import normalizers  # only needed to build, not to run, the graph
 
     def bert(clean: bool, chinese: bool, strip: bool, lower: bool) -> Any:
@@ -81,6 +111,10 @@ def _normalizer_tables(
 @functools.lru_cache(maxsize=1)
 def _pre_tokenizer_classes() -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(whitespace, punctuation) code points of the Rust BertPreTokenizer."""
+    return _measured("bert-pre-tokenizer", _measure_pre_tokenizer)
+
+
+def _measure_pre_tokenizer() -> tuple[tuple[int, ...], tuple[int, ...]]:
     from tokenizers import pre_tokenizers
 
     sep = "a"

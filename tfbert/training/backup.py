@@ -17,7 +17,6 @@ performs the same updates on the same batches as an uninterrupted one.
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import threading
@@ -30,12 +29,8 @@ import tensorflow as tf
 import tf_keras
 
 from tfbert.errors import ConfigError, TfbertError
-from tfbert.rundir import STATE_FILE, RunDir
+from tfbert.rundir import CHECKPOINT_PREFIX, STATE_FILE, STATE_FORMAT, RunDir
 from tfbert.utils.files import atomic_directory, write_json
-
-CHECKPOINT_PREFIX = "ckpt"
-STATE_FORMAT = 1
-
 
 class CheckpointWriteError(TfbertError):
     """A backup could not be written (disk full, permissions); earlier backups are intact."""
@@ -70,32 +65,6 @@ def remove_stale_temporaries(run_dir: str | Path) -> None:
     if root.is_dir():
         for path in root.glob(".step-*"):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def read_state(backup: str | Path) -> dict:
-    """The `trainer_state.json` of a backup, checked."""
-    path = Path(backup) / STATE_FILE
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable tfbert backup state ({exc})") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or "fit_steps_done" not in state:
-        raise ConfigError(f"{path}: not a tfbert backup state (format {STATE_FORMAT} expected)")
-    if not Path(backup, CHECKPOINT_PREFIX + ".index").is_file():
-        raise ConfigError(f"{backup}: the backup has no checkpoint ({CHECKPOINT_PREFIX}.index)")
-    return state
-
-
-def resolve_backup(path: str | Path) -> Path:
-    """A backup directory, or a run directory (its latest backup), as ``training.resume`` names it."""
-    path = Path(path)
-    if (path / STATE_FILE).is_file():
-        return path
-    latest = latest_backup(path)
-    if latest is None:
-        raise ConfigError(f"config key 'training.resume': {path} is neither a backup "
-                          f"(RUN/checkpoints/step-N) nor a run directory holding one")
-    return latest
 
 
 def training_checkpoint(model: tf_keras.Model) -> tf.train.Checkpoint:

@@ -1,4 +1,4 @@
-"""Atomic file and directory writes: a crash never leaves a half-written artefact in place."""
+"""Atomic file and directory writes: a crash never leaves a half-written artefact in place; tfbert's cache."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +8,11 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under tfbert's cache: ``$TFBERT_CACHE``, else ``~/.cache/tfbert``."""
+    return Path(os.environ.get("TFBERT_CACHE", Path.home() / ".cache" / "tfbert"), *parts)
 
 
 @contextlib.contextmanager
