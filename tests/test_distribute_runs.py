@@ -107,6 +107,8 @@ def test_two_local_workers_match_one_device_and_only_the_chief_writes(recipe, si
     assert json.loads((out / "run_summary.json").read_text())["output_dir"] == str(out)
 
 
+@pytest.mark.slow  # kill and resume are checked on one device (tests/test_resume.py) and with a killed
+# multiworker worker below (two replicas); this adds MirroredStrategy's two replicas in one process.
 def test_mirrored_run_killed_mid_epoch_resumes_to_the_same_losses(recipe, single_device):
     tmp, overrides = recipe
     out = tmp / "mirrored-killed"
