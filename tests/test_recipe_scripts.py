@@ -1,6 +1,6 @@
 """The scripts behind the recipes' choices: multi-label decision rules compared on one model
 (`scripts/compare_thresholds.py`) and checkpoint averaging (`scripts/average_checkpoints.py`),
-on a tiny model trained for two epochs."""
+on a tiny model trained for two epochs; a recipe's cost per precision (`scripts/recipe_cost.py`)."""
 from __future__ import annotations
 
 import importlib.util
@@ -91,3 +91,21 @@ def test_average_checkpoints_writes_the_mean_of_the_last_backups(two_epoch_run, 
 
     with pytest.raises(ConfigError, match="--last 3"):
         _script("average_checkpoints").main([str(two_epoch_run), "--last", "3"])
+
+
+def test_recipe_cost_times_a_short_run_and_scales_it_to_the_recipe(tiny_model_dir, spam_file, capsys):
+    """`scripts/recipe_cost.py`: one short float32 run of the demo recipe on the tiny model; the
+    estimate is the median seconds per update times the recipe's updates (its 2 epochs)."""
+    import re
+
+    cost = _script("recipe_cost")
+    overrides = [f"model.name_or_path={tiny_model_dir}", f"data.train_file={spam_file}", "data.max_seq_length=32",
+                 "training.per_device_train_batch_size=2"]
+    result = cost.time_precision(str(ROOT / "configs" / "sms_spam_minilm.yaml"), "float32", 20, overrides)
+    assert result["precision"] == "float32" and result["seconds_per_update"] > 0
+    assert result["updates"] > 20 and result["updates"] % 2 == 0  # whole batches per epoch x 2 epochs
+    assert result["estimated_minutes"] == pytest.approx(result["seconds_per_update"] * result["updates"] / 60)
+    with pytest.raises(SystemExit) as stopped:
+        cost.main([str(ROOT / "configs" / "sms_spam_minilm.yaml"), "--updates", "10"])
+    assert stopped.value.code == 2 and "--updates must be at least 20" in capsys.readouterr().err
+    assert re.fullmatch(r".+, \d+ cores?, bfloat16 units: .+", cost.cpu_description())
