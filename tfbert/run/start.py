@@ -44,12 +44,13 @@ class StartPoint:
         return self.backup.parent.parent if self.backup is not None else None
 
 
-def config_differences(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
-    """Keys whose change makes a resumed run a different run (model, data, batch, schedule...)."""
+def config_differences(saved: ExperimentConfig, current: ExperimentConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Keys whose change makes a resumed run a different run (model, data, batch, schedule...);
+    `ignore` adds keys (or ``section.`` prefixes) to `RESUME_IGNORED_KEYS` for this comparison."""
     old, new = flatten_keys(saved.to_dict()), flatten_keys(current.to_dict())
     keys = sorted(set(old) | set(new))
     return [k for k in keys if old.get(k) != new.get(k)
-            and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in RESUME_IGNORED_KEYS)]
+            and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in RESUME_IGNORED_KEYS + ignore)]
 
 
 def _saved_config(run_dir: Path) -> ExperimentConfig:
@@ -124,9 +125,8 @@ def _resume_point(config: ExperimentConfig, backup: Path, resolved: bool) -> Sta
     start = StartPoint(backup=backup, state=read_state(backup))
     source_run = start.source_run
     if RunDir(source_run).is_run():
-        differences = config_differences(_saved_config(source_run), config)
-        if not resolved and config.precision.policy == "auto":
-            differences = [k for k in differences if k != "precision.policy"]
+        unresolved = ("precision.policy",) if not resolved and config.precision.policy == "auto" else ()
+        differences = config_differences(_saved_config(source_run), config, ignore=unresolved)
         if differences:
             raise ConfigError(
                 f"config key 'training.resume': cannot resume {source_run}: the config differs in "
