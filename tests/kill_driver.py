@@ -25,6 +25,16 @@ def main() -> int:
     worker = os.environ.get("KILL_WORKER")
     if worker is not None and json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index") != int(worker):
         kill_at = ""
+    if kill_at:
+        _arm(kill_at)
+    from tfbert.cli import common, train
+
+    return common.run(train.main, argv)
+
+
+def _arm(kill_at: str) -> None:
+    """Patch tfbert's backup callback to kill this process at `kill_at` (imported only then: a run
+    that is refused before training, e.g. a changed config, never loads TensorFlow)."""
     from tfbert.training import backup
 
     if kill_at.startswith(("step:", "term:")):
@@ -51,9 +61,6 @@ def main() -> int:
             return original_write(path, payload)
 
         backup.write_json = write_json
-    from tfbert.cli import common, train
-
-    return common.run(train.main, argv)
 
 
 if __name__ == "__main__":

@@ -68,13 +68,30 @@ def exported(tiny_model_dir, tmp_path_factory):
         f"training.output_dir={tmp / 'run'}",
     ])
     experiment = build_experiment(config)
-    path = export_saved_model(experiment.model, experiment.tokenizer, experiment.label_names, tmp / "saved_model",
-                              max_seq_length=48)
-    return experiment, path
+    from tfbert.tasks.sequence_classification.serving import ClassifierServingModule
+
+    traces = {"serve_text": 0, "serve_token_ids": 0}
+    originals = {name: getattr(ClassifierServingModule, name) for name in traces}
+
+    def counting(name):
+        def method(self, *args):
+            traces[name] += 1  # Python runs only while a signature is being traced
+            return originals[name](self, *args)
+        return method
+
+    for name in traces:
+        setattr(ClassifierServingModule, name, counting(name))
+    try:
+        path = export_saved_model(experiment.model, experiment.tokenizer, experiment.label_names,
+                                  tmp / "saved_model", max_seq_length=48)
+    finally:
+        for name, method in originals.items():
+            setattr(ClassifierServingModule, name, method)
+    return experiment, path, traces
 
 
 def test_saved_model_cli_lists_both_signatures(exported):
-    _, path = exported
+    _, path, _ = exported
     cli = Path(sys.executable).with_name("saved_model_cli")
     result = subprocess.run([str(cli), "show", "--dir", str(path), "--all"], capture_output=True, text=True,
                             timeout=300)
@@ -86,7 +103,7 @@ def test_saved_model_cli_lists_both_signatures(exported):
 
 
 def test_fresh_process_matches_python_side(exported):
-    experiment, path = exported
+    experiment, path, _ = exported
     served = run_fresh(path, {"text": TEXTS})
     expected = python_side_probabilities(experiment, TEXTS)
     np.testing.assert_allclose(np.array(served["probabilities"]), expected, atol=1e-4)
@@ -99,7 +116,7 @@ def test_token_id_signature_matches(exported):
 
     from tfbert.serving.export import load_saved_model
 
-    experiment, path = exported
+    experiment, path, traces = exported
     enc = experiment.tokenizer(TEXTS[:4], truncation=True, max_length=48, padding=True, return_tensors="np")
     loaded = load_saved_model(path)
     out = loaded.signatures[SIGNATURE_IDS](**{k: tf.constant(enc[k].astype(np.int32))
@@ -110,6 +127,8 @@ def test_token_id_signature_matches(exported):
     # The export holds the signatures and the model's weights once, not the Keras model's object graph.
     assert not hasattr(loaded, "model")
     assert sorted(v.name for v in loaded.model_variables) == sorted(v.name for v in experiment.model.variables)
+    # Each signature was traced once: a tf.function the module tracks is traced again by the save.
+    assert traces == {"serve_text": 1, "serve_token_ids": 1}
 
 
 def test_pair_task_serves_string_pairs(tiny_model_dir, tmp_path):

@@ -300,10 +300,8 @@ def test_no_token_type_ids_when_the_model_has_none(bundled_dir):
 
 def test_works_in_tf_function_with_signature(hf_tokenizers, graph_tokenizer):
     gt, tok = graph_tokenizer("uncased", 64), hf_tokenizers["uncased"]
-    single = tf.function(gt.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
-    pair = tf.function(
-        gt.__call__, input_signature=[tf.TensorSpec([None], tf.string)] * 2
-    )
+    single = tf.function(gt.__call__, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+    pair = tf.function(gt.__call__, input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     out = single(tf.constant(CORPUS))
     assert out["input_ids"].shape.as_list() == [len(CORPUS), 64]
     assert_same({k: v.numpy().tolist() for k, v in out.items()},
@@ -628,30 +626,33 @@ _WINDOW_STRIDE, _DOC_STRIDE, _MAX_QUERY_LENGTH = 5, 8, 16
 
 
 class _Serving(tf.Module):
+    """The tokenizer in a SavedModel, traced without autograph as the task exports trace it."""
+
     def __init__(self, tokenizer: GraphBertTokenizer) -> None:
         super().__init__()
         self.tokenizer = tokenizer
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def tokenize(self, texts):
-        return self.tokenizer(texts)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2)
-    def tokenize_pairs(self, texts, text_pairs):
-        return self.tokenizer(texts, text_pairs)
-
     # Ragged outputs: a restored tf.function, not a signature (signatures return dense tensors).
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
     def tokenize_with_offsets(self, texts):
         return self.tokenizer.tokenize_with_offsets(texts)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def encode_with_offsets(self, texts):
-        return self.tokenizer.encode_with_offsets(texts)
+    def signatures(self) -> dict:
+        """The signatures, as functions the module does not track (`tf.saved_model.save` traces a
+        tracked one again, as `ServingModule.export` notes)."""
+        tokenizer = self.tokenizer
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2)
-    def encode_qa_windows(self, questions, contexts):
-        return self.tokenizer.encode_qa_windows(questions, contexts, _DOC_STRIDE, _MAX_QUERY_LENGTH)
+        def traced(fn, n_inputs: int, *names: str):
+            specs = [tf.TensorSpec([None], tf.string, name=name) for name in names[:n_inputs]]
+            return tf.function(fn, input_signature=specs, autograph=False).get_concrete_function()
+
+        return {
+            "serving_default": traced(lambda texts: tokenizer(texts), 1, "texts"),
+            "pairs": traced(lambda texts, text_pairs: tokenizer(texts, text_pairs), 2, "texts", "text_pairs"),
+            "encode_with_offsets": traced(lambda texts: tokenizer.encode_with_offsets(texts), 1, "texts"),
+            "qa_windows": traced(lambda questions, contexts: tokenizer.encode_qa_windows(
+                questions, contexts, _DOC_STRIDE, _MAX_QUERY_LENGTH), 2, "questions", "contexts"),
+        }
 
 
 _LOADER = textwrap.dedent("""
@@ -684,11 +685,7 @@ def test_savedmodel_round_trip_in_fresh_process(hf_tokenizers, graph_tokenizer, 
     gt, tok = graph_tokenizer("uncased", 64), hf_tokenizers["uncased"]
     module = _Serving(gt)
     export_dir = tmp_path / "tokenizer"
-    tf.saved_model.save(module, str(export_dir), signatures={
-        "serving_default": module.tokenize, "pairs": module.tokenize_pairs,
-        "encode_with_offsets": module.encode_with_offsets,
-        "qa_windows": module.encode_qa_windows,
-    })
+    tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
     questions, contexts = qa_pairs(tok, 64, _DOC_STRIDE, _MAX_QUERY_LENGTH)
     inputs_file = tmp_path / "inputs.json"
     inputs_file.write_text(

@@ -133,12 +133,13 @@ def tokenizers(bundled_dir: Path) -> dict[str, tuple[transformers.PreTrainedToke
 
 class Traced:
     """The tokenizer's methods as a SavedModel runs them: traced once, then one graph call per batch
-    (run eagerly, op by op, each batch takes about 20 times as long)."""
+    (run eagerly, op by op, each batch takes about 20 times as long), without autograph as the exports
+    trace it."""
 
     def __init__(self, gt: GraphBertTokenizer):
         spec = [tf.TensorSpec([None], tf.string)]
-        self.tokenize_with_offsets = tf.function(gt.tokenize_with_offsets, input_signature=spec)
-        self.encode_with_offsets = tf.function(gt.encode_with_offsets, input_signature=spec)
+        self.tokenize_with_offsets = tf.function(gt.tokenize_with_offsets, input_signature=spec, autograph=False)
+        self.encode_with_offsets = tf.function(gt.encode_with_offsets, input_signature=spec, autograph=False)
 
 
 def hf_reference(tok: transformers.PreTrainedTokenizerFast, texts: list[str]) -> list[tuple]:

@@ -274,7 +274,9 @@ def make_packed_train_stream(split: EncodedSplit, plan: PackingPlan, batch_size:
         packs = tf.data.Dataset.from_tensor_slices(assignment)
         return _packed_batches(packs, assembler, batch_size).take(batches_per_epoch)
 
-    stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
+    # Plain TensorFlow code: autograph converting it (and all it calls) costs every run time at start.
+    stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(
+        tf.autograph.experimental.do_not_convert(epoch))
     return stream.skip(offset) if offset else stream
 
 
@@ -312,7 +314,7 @@ def make_packed_dataset(split: EncodedSplit, plan: PackingPlan, batch_size: int,
                                                       tf.constant(-1, tf.int64))], 0)),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    return epochs.flat_map(epoch)
+    return epochs.flat_map(tf.autograph.experimental.do_not_convert(epoch))
 
 
 def packed_batches_per_epoch(plan: PackingPlan, batch_size: int) -> int:

@@ -206,7 +206,9 @@ def make_train_stream(
                            bucket_boundaries)
         return batches.take(batches_per_epoch)
 
-    stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
+    # Plain TensorFlow code: autograph converting it (and all it calls) costs every run time at start.
+    stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(
+        tf.autograph.experimental.do_not_convert(epoch))
     return _finish(stream.skip(offset) if offset else stream)
 
 
