@@ -18,22 +18,21 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-install() {  # install ARGS...: with uv where it works, else with pip
-  if [ "${TFBERT_INSTALLER:-uv}" = uv ]; then
-    if .venv/bin/uv pip install --python .venv/bin/python --compile-bytecode -q "$@"; then
-      return 0
-    fi
-    echo "setup_env.sh: uv could not install $*; installing with pip from here on" >&2
-    TFBERT_INSTALLER=pip
+INSTALLER=${TFBERT_INSTALLER:-uv}
+use_pip() {  # use_pip REASON: say why in one line, install with pip from here on
+  echo "setup_env.sh: $1; installing with pip from here on" >&2
+  INSTALLER=pip
+}
+install() {  # install ARGS...: with uv while it works, else with pip
+  if [ "$INSTALLER" = uv ]; then
+    .venv/bin/uv pip install --python .venv/bin/python --compile-bytecode -q "$@" && return 0
+    use_pip "uv could not install $*"
   fi
   .venv/bin/python -m pip install -q "$@"
 }
 
-if [ "${TFBERT_INSTALLER:-uv}" = uv ] && [ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION" ]; then
-  if ! .venv/bin/python -m pip install -q "uv==$UV_VERSION"; then
-    echo "setup_env.sh: uv $UV_VERSION could not be installed; installing with pip" >&2
-    export TFBERT_INSTALLER=pip
-  fi
+if [ "$INSTALLER" = uv ] && [ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION" ]; then
+  .venv/bin/python -m pip install -q "uv==$UV_VERSION" || use_pip "uv $UV_VERSION could not be installed"
 fi
 install -r "${1:-requirements.txt}"
 # The package declares sentence-transformers (and so torch) as a dependency; only its files are needed.

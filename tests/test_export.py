@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -68,26 +69,14 @@ def exported(tiny_model_dir, tmp_path_factory):
         f"training.output_dir={tmp / 'run'}",
     ])
     experiment = build_experiment(config)
-    from tfbert.tasks.sequence_classification.serving import ClassifierServingModule
+    from tfbert.tasks.sequence_classification.serving import ClassifierServingModule as Module
 
-    traces = {"serve_text": 0, "serve_token_ids": 0}
-    originals = {name: getattr(ClassifierServingModule, name) for name in traces}
-
-    def counting(name):
-        def method(self, *args):
-            traces[name] += 1  # Python runs only while a signature is being traced
-            return originals[name](self, *args)
-        return method
-
-    for name in traces:
-        setattr(ClassifierServingModule, name, counting(name))
-    try:
+    # The serving methods run in Python only while a signature is traced: their calls count traces.
+    with mock.patch.object(Module, "serve_text", autospec=True, side_effect=Module.serve_text) as text, \
+            mock.patch.object(Module, "serve_token_ids", autospec=True, side_effect=Module.serve_token_ids) as ids:
         path = export_saved_model(experiment.model, experiment.tokenizer, experiment.label_names,
                                   tmp / "saved_model", max_seq_length=48)
-    finally:
-        for name, method in originals.items():
-            setattr(ClassifierServingModule, name, method)
-    return experiment, path, traces
+    return experiment, path, {"serve_text": text.call_count, "serve_token_ids": ids.call_count}
 
 
 def test_saved_model_cli_lists_both_signatures(exported):

@@ -642,16 +642,16 @@ class _Serving(tf.Module):
         tracked one again, as `ServingModule.export` notes)."""
         tokenizer = self.tokenizer
 
-        def traced(fn, n_inputs: int, *names: str):
-            specs = [tf.TensorSpec([None], tf.string, name=name) for name in names[:n_inputs]]
+        def traced(fn, *names: str):
+            specs = [tf.TensorSpec([None], tf.string, name=name) for name in names]
             return tf.function(fn, input_signature=specs, autograph=False).get_concrete_function()
 
         return {
-            "serving_default": traced(lambda texts: tokenizer(texts), 1, "texts"),
-            "pairs": traced(lambda texts, text_pairs: tokenizer(texts, text_pairs), 2, "texts", "text_pairs"),
-            "encode_with_offsets": traced(lambda texts: tokenizer.encode_with_offsets(texts), 1, "texts"),
+            "serving_default": traced(lambda texts: tokenizer(texts), "texts"),
+            "pairs": traced(lambda texts, text_pairs: tokenizer(texts, text_pairs), "texts", "text_pairs"),
+            "encode_with_offsets": traced(lambda texts: tokenizer.encode_with_offsets(texts), "texts"),
             "qa_windows": traced(lambda questions, contexts: tokenizer.encode_qa_windows(
-                questions, contexts, _DOC_STRIDE, _MAX_QUERY_LENGTH), 2, "questions", "contexts"),
+                questions, contexts, _DOC_STRIDE, _MAX_QUERY_LENGTH), "questions", "contexts"),
         }
 
 

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -262,7 +264,6 @@ def make_packed_train_stream(split: EncodedSplit, plan: PackingPlan, batch_size:
     """
     lengths = split.lengths.astype(np.int64)
     assembler = _Assembler(split, plan.max_seq_length, plan.max_examples_per_pack, pad_token_id)
-    first_epoch, offset = divmod(int(start_batch), int(batches_per_epoch))
     k = plan.max_examples_per_pack
 
     def epoch_assignment(e):
@@ -274,7 +275,21 @@ def make_packed_train_stream(split: EncodedSplit, plan: PackingPlan, batch_size:
         packs = tf.data.Dataset.from_tensor_slices(assignment)
         return _packed_batches(packs, assembler, batch_size).take(batches_per_epoch)
 
-    # Plain TensorFlow code: autograph converting it (and all it calls) costs every run time at start.
+    return epoch_stream(epoch, start_batch, batches_per_epoch)
+
+
+def epoch_stream(epoch: Callable[[tf.Tensor], tf.data.Dataset], start_batch: int,
+                 batches_per_epoch: int) -> tf.data.Dataset:
+    """``epoch(0)``, ``epoch(1)``, ... back to back, endless, from batch `start_batch` on.
+
+    Args:
+        epoch: epoch number (int64 scalar tensor) -> that epoch's `batches_per_epoch` batches.
+        start_batch: batches to skip (a resumed run): whole epochs are never built, the rest skipped.
+        batches_per_epoch: batches each `epoch` gives.
+    """
+    first_epoch, offset = divmod(int(start_batch), int(batches_per_epoch))
+    # The epoch functions are plain TensorFlow code: autograph converting them (and all they call)
+    # costs every run time at start.
     stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(
         tf.autograph.experimental.do_not_convert(epoch))
     return stream.skip(offset) if offset else stream
@@ -314,7 +329,7 @@ def make_packed_dataset(split: EncodedSplit, plan: PackingPlan, batch_size: int,
                                                       tf.constant(-1, tf.int64))], 0)),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    return epochs.flat_map(tf.autograph.experimental.do_not_convert(epoch))
+    return epochs.flat_map(tf.autograph.experimental.do_not_convert(epoch))  # as in `epoch_stream`
 
 
 def packed_batches_per_epoch(plan: PackingPlan, batch_size: int) -> int:
@@ -337,5 +352,5 @@ def resolve_padding(padding: str, strategy: str, can_pack: bool = True) -> str:
     return padding
 
 
-__all__ = ["DEFAULT_MAX_EXAMPLES_PER_PACK", "PACKED_INPUTS", "PackingPlan", "make_packed_dataset",
+__all__ = ["DEFAULT_MAX_EXAMPLES_PER_PACK", "PACKED_INPUTS", "PackingPlan", "epoch_stream", "make_packed_dataset",
            "make_packed_train_stream", "packed_batches_per_epoch", "plan_packing", "resolve_padding", "spfhp"]

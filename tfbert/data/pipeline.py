@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfbert.data.encoding import IGNORE_INDEX, EncodedSplit, RaggedLabels
-from tfbert.data.packing import (DEFAULT_MAX_EXAMPLES_PER_PACK, make_packed_dataset, make_packed_train_stream,
-                                 plan_packing)
+from tfbert.data.packing import (DEFAULT_MAX_EXAMPLES_PER_PACK, epoch_stream, make_packed_dataset,
+                                 make_packed_train_stream, plan_packing)
 
 # Steps of ~12-25% from 8 tokens up: single sentences are short (SST-2: median 10 tokens, 35%
 # under 8), and the old ladder starting at 16 spent 35% of the compute on padding there (82% real
@@ -195,7 +195,6 @@ def make_train_stream(
         return _finish(make_packed_train_stream(split, plan, batch_size, batches_per_epoch, pad_token_id, seed,
                                                 start_batch))
     n = len(split)
-    first_epoch, offset = divmod(int(start_batch), int(batches_per_epoch))
     seed = int(seed)
 
     def epoch(e):
@@ -206,10 +205,7 @@ def make_train_stream(
                            bucket_boundaries)
         return batches.take(batches_per_epoch)
 
-    # Plain TensorFlow code: autograph converting it (and all it calls) costs every run time at start.
-    stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(
-        tf.autograph.experimental.do_not_convert(epoch))
-    return _finish(stream.skip(offset) if offset else stream)
+    return _finish(epoch_stream(epoch, start_batch, batches_per_epoch))
 
 
 def padding_stats(split: EncodedSplit, batch_size: int, padding: str, max_seq_length: int,
